@@ -1,0 +1,64 @@
+"""Shard-stage throughput against bare ffmpeg decoding the same sampled frames to null, side by side in one run.
+
+    python benchmarks/shard_throughput.py [--videos 200] [--workers 2]
+
+Prints frames/s of both and the ratio (target: shard / ffmpeg >= 0.5).
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from resadapt.config import ShardParams, SynthParams
+from resadapt.data.manifest import read_manifest
+from resadapt.data.shards import base_size, write_shards
+from resadapt.data.synth import build_dataset
+from resadapt.data.video import ffmpeg_exe, probe, sample_indices
+
+
+def bare_ffmpeg(path: Path, params: ShardParams) -> None:
+    """The same select + scale as the shard stage, decoded to the null muxer: the floor any shard writer pays."""
+    info = probe(path, decode=False)
+    h, w = base_size(info.height, info.width, params.patch_factor, params.max_pixels)
+    select = "+".join(f"eq(n\\,{i})" for i in sample_indices(info.n_frames, params.n_frames))
+    cmd = [ffmpeg_exe(), "-v", "error", "-i", str(path), "-vf", f"select={select},scale={w}:{h}:flags=bicubic",
+           "-fps_mode", "passthrough", "-pix_fmt", "rgb24", "-f", "null", "-"]
+    subprocess.run(cmd, check=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--videos", type=int, default=200)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--frames", type=int, default=16)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        manifest = build_dataset(SynthParams(out_dir=str(tmp / "synth"), splits={"bench": args.videos}), progress=False)
+        params = ShardParams(out_dir=str(tmp / "shards"), n_frames=args.frames, n_workers=args.workers)
+        videos = [manifest.parent / s.video for _, s in read_manifest(manifest)[0]]
+        n = len(videos) * args.frames
+
+        start = time.perf_counter()
+        with ThreadPoolExecutor(args.workers) as pool:
+            list(pool.map(lambda p: bare_ffmpeg(p, params), videos))
+        ffmpeg_s = time.perf_counter() - start
+
+        start = time.perf_counter()
+        index = write_shards(manifest, params, progress=False)
+        shard_s = time.perf_counter() - start
+        size = sum(s["bytes"] for split in index["splits"].values() for s in split["shards"])
+
+    print(f"videos: {len(videos)}, frames: {n}, workers: {args.workers}")
+    print(f"bare ffmpeg -> null : {n / ffmpeg_s:8.1f} frames/s ({ffmpeg_s:.2f} s)")
+    print(f"shard stage (tars)  : {n / shard_s:8.1f} frames/s ({shard_s:.2f} s, {size / 2**20:.1f} MiB)")
+    print(f"ratio shard/ffmpeg  : {ffmpeg_s / shard_s:.2f}  (target >= 0.5)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,75 @@
+"""The manifest: JSONL, one row per sample, ``video`` relative to the manifest's folder.
+
+Rows that do not parse or do not fit the schema become rejects (row number + reasons); the rest go on.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
+def option_letter(index: int) -> str:
+    return LETTERS[index]
+
+
+class Sample(BaseModel):
+    """One manifest row."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(min_length=1)
+    video: str = Field(min_length=1, description="path relative to the manifest's folder")
+    question: str
+    options: list[str] = Field(default_factory=list, description="option texts; option i has letter A, B, …")
+    answer: str = Field(description="mcq: a letter; grounding: '[start, end]' in seconds; open: free text")
+    task: Literal["mcq", "grounding", "open"]
+    span: tuple[float, float] | None = Field(None, description="[start, end] in seconds (grounding)")
+    split: str = Field(min_length=1)
+    meta: dict[str, Any] | None = Field(None, description="what a generator knows (per-frame labels, …)")
+
+    @model_validator(mode="after")
+    def _task_fields(self) -> Sample:
+        if self.task == "mcq" and len(self.options) < 2:
+            raise ValueError("an mcq row needs at least 2 options")
+        if self.task == "grounding" and self.span is None:
+            raise ValueError("a grounding row needs span [start, end]")
+        return self
+
+    @property
+    def letters(self) -> list[str]:
+        return [option_letter(i) for i in range(len(self.options))]
+
+
+def read_manifest(path: str | Path) -> tuple[list[tuple[int, Sample]], list[dict]]:
+    """Parse a manifest into ``(row_number, Sample)`` pairs and rejects ``{row, id, source, reasons}``."""
+    rows: list[tuple[int, Sample]] = []
+    rejects: list[dict] = []
+    with open(path, encoding="utf-8") as f:
+        for row, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                raw = json.loads(line)
+            except json.JSONDecodeError as exc:
+                rejects.append({"row": row, "id": None, "source": line.rstrip("\n"), "reasons": [f"not JSON: {exc}"]})
+                continue
+            if not isinstance(raw, dict):
+                rejects.append({"row": row, "id": None, "source": raw, "reasons": ["a row must be a JSON object"]})
+                continue
+            try:
+                rows.append((row, Sample.model_validate(raw)))
+            except ValidationError as err:
+                reasons = [f"{'.'.join(map(str, e['loc'])) or 'row'}: {e['msg']}" for e in err.errors()]
+                rejects.append({"row": row, "id": raw.get("id"), "source": raw, "reasons": reasons})
+    return rows, rejects
+
+
+def sample_row(sample: Sample) -> dict:
+    """A sample as a manifest row (no nulls for optional fields)."""
+    return sample.model_dump(mode="json", exclude_none=True)

@@ -1,0 +1,153 @@
+"""The built-in "needle frame" video-QA set, rendered to real H.264 mp4s.
+
+Every frame has a border of its own colour (visible at any resolution) and one small glyph (a digit, or a patch of
+fine stripes) at a random place on a background that changes from frame to frame. A question names a border colour,
+so answering needs full resolution on one frame only: the situation a resolution allocator is for.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+from tqdm import tqdm
+
+from resadapt.config import SynthParams
+from resadapt.data.manifest import Sample, option_letter, sample_row
+from resadapt.data.video import write_mp4
+from resadapt.io import atomic_path, write_jsonl
+
+PALETTE: dict[str, tuple[int, int, int]] = {
+    "red": (230, 25, 75), "green": (60, 180, 75), "yellow": (255, 225, 25), "blue": (0, 130, 200),
+    "orange": (245, 130, 48), "purple": (145, 30, 180), "cyan": (70, 240, 240), "magenta": (240, 50, 230),
+    "lime": (210, 245, 60), "pink": (250, 190, 212), "teal": (0, 128, 128), "lavender": (220, 190, 255),
+    "brown": (170, 110, 40), "beige": (255, 250, 200), "maroon": (128, 0, 0), "navy": (0, 0, 128),
+}
+STRIPES = ("horizontal", "vertical", "diagonal-up", "diagonal-down")
+BORDER_FRACTION = 12 / 224  # border width relative to the frame side
+
+
+@dataclass(frozen=True)
+class FrameLabel:
+    colour: str
+    glyph: str
+    box: tuple[int, int, int, int]  # x, y, width, height of the glyph in pixels
+
+
+@cache
+def _font(size: int) -> ImageFont.FreeTypeFont:
+    return ImageFont.load_default(size=size)
+
+
+def _background(rng: np.random.Generator, side: int) -> np.ndarray:
+    """A smooth grey gradient in a random direction: new for each frame, never confusable with a glyph."""
+    lo, hi = rng.uniform(90, 170, size=2)
+    angle = rng.uniform(0, 2 * np.pi)
+    r = np.arange(side, dtype=np.float32) / side
+    ramp = (np.cos(angle) * r[None, :] + np.sin(angle) * r[:, None] + 1.5) / 3.0
+    grey = (lo + (hi - lo) * ramp).astype(np.uint8)
+    return np.repeat(grey[..., None], 3, axis=2)
+
+
+def _stripe_patch(kind: str, side: int) -> np.ndarray:
+    """A ``side``² mask of period-3 stripes: readable at full resolution, grey mush once downscaled."""
+    y, x = np.mgrid[0:side, 0:side]
+    phase = {"horizontal": y, "vertical": x, "diagonal-up": x + y, "diagonal-down": x - y}[kind]
+    return (phase % 3 == 0)
+
+
+def render_frame(rng: np.random.Generator, side: int, colour: str, glyph_kind: str, glyph_size: int) -> tuple[
+    np.ndarray, FrameLabel
+]:
+    frame = _background(rng, side)
+    border = max(2, round(side * BORDER_FRACTION))
+    frame[:border], frame[-border:], frame[:, :border], frame[:, -border:] = (PALETTE[colour],) * 4
+    ink = int(rng.uniform(10, 45))
+    if glyph_kind == "digits":
+        glyph = str(int(rng.integers(10)))
+        left, top, right, bottom = ImageDraw.Draw(Image.new("L", (1, 1))).textbbox((0, 0), glyph, font=_font(glyph_size))
+        w, h = right - left, bottom - top
+    else:
+        glyph = STRIPES[int(rng.integers(len(STRIPES)))]
+        w = h = glyph_size
+    margin = border + 2
+    x = int(rng.integers(margin, side - margin - w))
+    y = int(rng.integers(margin, side - margin - h))
+    if glyph_kind == "digits":
+        image = Image.fromarray(frame)
+        ImageDraw.Draw(image).text((x - left, y - top), glyph, font=_font(glyph_size), fill=(ink, ink, ink))
+        frame = np.asarray(image).copy()
+    else:
+        frame[y : y + h, x : x + w][_stripe_patch(glyph, glyph_size)] = ink
+    return frame, FrameLabel(colour=colour, glyph=glyph, box=(x, y, w, h))
+
+
+def _question(rng: np.random.Generator, labels: list[FrameLabel], target: int, task: str, glyph_kind: str, fps: float):
+    colour = labels[target].colour
+    if task == "grounding":
+        start, end = target / fps, (target + 1) / fps
+        question = f"When does the frame with the {colour} border appear? Answer with [start, end] in seconds."
+        return question, [], f"[{start:.2f}, {end:.2f}]", (start, end)
+    answer = labels[target].glyph
+    if glyph_kind == "digits":
+        # Distractors come from the other frames first, so a reader that looks at the wrong frame is caught.
+        others = list(dict.fromkeys(lab.glyph for lab in labels if lab.glyph != answer))
+        rng.shuffle(others)
+        pool = others + [d for d in map(str, rng.permutation(10)) if d != answer and d not in others]
+        choices = [answer, *pool[:3]]
+        noun = "digit"
+    else:
+        choices = list(STRIPES)
+        noun = "stripe orientation"
+    order = rng.permutation(len(choices))
+    options = [choices[i] for i in order]
+    letter = option_letter(options.index(answer))
+    return f"Which {noun} is shown in the frame with the {colour} border?", options, letter, None
+
+
+def render_sample(params: SynthParams, split: str, split_index: int, index: int, out_dir: Path) -> Sample:
+    """Render one video to ``out_dir/videos/<id>.mp4`` and return its manifest row (deterministic per seed)."""
+    rng = np.random.default_rng([params.seed, split_index, index])
+    colours = [str(c) for c in rng.choice(list(PALETTE), size=params.n_frames, replace=False)]
+    rendered = [render_frame(rng, params.frame_side, c, params.glyph, params.glyph_size) for c in colours]
+    frames, labels = [f for f, _ in rendered], [lab for _, lab in rendered]
+    target = int(rng.integers(params.n_frames))
+    task = "grounding" if rng.random() < params.grounding_fraction else "mcq"
+    question, options, answer, span = _question(rng, labels, target, task, params.glyph, params.fps)
+    sample_id = f"{split}-{index:05d}"
+    video = out_dir / "videos" / f"{sample_id}.mp4"
+    with atomic_path(video) as tmp:
+        write_mp4(tmp, frames, (params.frame_side, params.frame_side), params.fps, params.crf)
+    meta = {
+        "target_frame": target,
+        "glyph_kind": params.glyph,
+        "frames": [{"colour": lab.colour, "glyph": lab.glyph, "box": list(lab.box)} for lab in labels],
+    }
+    return Sample(
+        id=sample_id, video=f"videos/{sample_id}.mp4", question=question, options=options, answer=answer,
+        task=task, span=span, split=split, meta=meta,
+    )
+
+
+def _jobs(params: SynthParams) -> Iterator[tuple[str, int, int]]:
+    for split_index, (split, count) in enumerate(sorted(params.splits.items())):
+        for index in range(count):
+            yield split, split_index, index
+
+
+def build_dataset(params: SynthParams, progress: bool = True) -> Path:
+    """Render every split into ``params.out_dir`` and write its ``manifest.jsonl``; returns the manifest path."""
+    out_dir = Path(params.out_dir)
+    (out_dir / "videos").mkdir(parents=True, exist_ok=True)
+    jobs = list(_jobs(params))
+    with ThreadPoolExecutor(params.n_workers) as pool:
+        results = pool.map(lambda job: render_sample(params, *job, out_dir), jobs)
+        samples = list(tqdm(results, total=len(jobs), desc="synth", unit="video", disable=not progress))
+    manifest = out_dir / "manifest.jsonl"
+    write_jsonl(manifest, (sample_row(s) for s in samples))
+    return manifest

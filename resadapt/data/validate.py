@@ -1,0 +1,187 @@
+"""Manifest validation: a great-expectations suite over the manifest joined with a probe of every video.
+
+Rows that fail the schema (pydantic) or any expectation become rejects with their row number and reasons; the rest
+are written to a clean manifest. The run fails only when the rejected share exceeds ``max_reject_fraction``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+from tqdm import tqdm
+
+from resadapt.config import ValidateParams
+from resadapt.data.manifest import Sample, read_manifest, sample_row
+from resadapt.data.video import VideoError, probe
+from resadapt.io import write_json, write_jsonl, write_text
+
+
+class TooManyRejects(RuntimeError):
+    """More rows were rejected than ``validate.max_reject_fraction`` allows."""
+
+
+@dataclass(frozen=True)
+class Check:
+    """One expectation of the suite and how to phrase its failure for a given row."""
+
+    name: str
+    build: Callable[[], object]
+    reason: Callable[[pd.Series], str]
+
+
+def _probe_all(paths: list[Path], n_workers: int, progress: bool) -> dict[Path, dict]:
+    def one(path: Path) -> dict:
+        try:
+            return {"video_ok": True, "video_error": "", **probe(path).as_dict()}
+        except VideoError as exc:
+            return {"video_ok": False, "video_error": exc.reason}
+
+    unique = sorted(set(paths))
+    with ThreadPoolExecutor(n_workers) as pool:
+        results = list(tqdm(pool.map(one, unique), total=len(unique), desc="probe", unit="video", disable=not progress))
+    return dict(zip(unique, results, strict=True))
+
+
+def _span_ok(sample: Sample, duration: float | None) -> bool:
+    if sample.span is None:
+        return True
+    start, end = sample.span
+    return duration is not None and 0 <= start < end <= duration + 1e-6
+
+
+def probe_frame(rows: list[tuple[int, Sample]], root: Path, n_workers: int = 2, progress: bool = False) -> pd.DataFrame:
+    """The manifest as a DataFrame joined with each video's probe, plus the derived columns the suite checks."""
+    probes = _probe_all([root / s.video for _, s in rows], n_workers, progress)
+    first_row: dict[str, int] = {}
+    records = []
+    for row, s in rows:
+        info = probes[root / s.video]
+        records.append({
+            "row": row, "id": s.id, "video": s.video, "question": s.question, "task": s.task, "answer": s.answer,
+            "letters": "".join(s.letters), "span": list(s.span) if s.span else None,
+            "duplicate_of": first_row.get(s.id),
+            "answer_in_options": s.task != "mcq" or s.answer.strip() in s.letters,
+            "span_ok": _span_ok(s, info.get("duration")),
+            **{k: info.get(k) for k in ("video_ok", "video_error", "width", "height", "fps", "duration", "n_frames")},
+        })
+        first_row.setdefault(s.id, row)
+    frame = pd.DataFrame.from_records(records)
+    frame["is_duplicate"] = frame["duplicate_of"].notna()
+    return frame
+
+
+def build_checks(params: ValidateParams, min_frames: int) -> list[Check]:
+    import great_expectations.expectations as gxe
+
+    return [
+        Check("unique id", lambda: gxe.ExpectColumnValuesToBeInSet(column="is_duplicate", value_set=[False]),
+              lambda r: f"duplicate id {r.id!r} (first at row {int(r.duplicate_of)})"),
+        Check("non-empty question", lambda: gxe.ExpectColumnValuesToNotMatchRegex(column="question", regex=r"^\s*$"),
+              lambda r: "empty question"),
+        Check("answer among options", lambda: gxe.ExpectColumnValuesToBeInSet(column="answer_in_options",
+                                                                              value_set=[True]),
+              lambda r: f"answer {r.answer!r} is not among the option letters {', '.join(r.letters)}"),
+        Check("span inside duration", lambda: gxe.ExpectColumnValuesToBeInSet(column="span_ok", value_set=[True]),
+              lambda r: f"span {r.span} is not inside the video's 0–{r.duration if r.video_ok else '?'} s"),
+        Check("video exists and decodes", lambda: gxe.ExpectColumnValuesToBeInSet(column="video_ok", value_set=[True]),
+              lambda r: f"video {r.video!r}: {r.video_error}"),
+        Check("fps sane", lambda: gxe.ExpectColumnValuesToBeBetween(column="fps", min_value=params.min_fps,
+                                                                   max_value=params.max_fps),
+              lambda r: f"fps {r.fps:g} outside [{params.min_fps:g}, {params.max_fps:g}]"),
+        Check("duration sane", lambda: gxe.ExpectColumnValuesToBeBetween(
+            column="duration", min_value=0, max_value=params.max_duration_s, strict_min=True),
+              lambda r: f"duration {r.duration:g} s outside (0, {params.max_duration_s:g}]"),
+        *[Check(f"{side} sane", lambda side=side: gxe.ExpectColumnValuesToBeBetween(
+            column=side, min_value=params.min_side, max_value=params.max_side),
+                lambda r, side=side: f"{side} {int(r[side])} px outside [{params.min_side}, {params.max_side}]")
+          for side in ("width", "height")],
+        Check("enough frames", lambda: gxe.ExpectColumnValuesToBeBetween(column="n_frames", min_value=min_frames),
+              lambda r: f"only {int(r.n_frames)} frame(s) decode, fewer than the {min_frames} to sample"),
+    ]
+
+
+def run_suite(frame: pd.DataFrame, checks: list[Check]) -> tuple[dict[int, list[str]], list[dict]]:
+    """Validate ``frame`` with an ephemeral GE context; return reasons per frame index and per-check statistics."""
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)
+    batch = context.data_sources.add_pandas("manifest").add_dataframe_asset(name="rows")
+    batch_def = batch.add_batch_definition_whole_dataframe("all")
+    suite = context.suites.add(gx.ExpectationSuite(name="manifest", expectations=[c.build() for c in checks]))
+    definition = context.validation_definitions.add(gx.ValidationDefinition(name="manifest", data=batch_def, suite=suite))
+    result = definition.run(batch_parameters={"dataframe": frame}, result_format="COMPLETE")
+    reasons: dict[int, list[str]] = {}
+    stats = []
+    for check, outcome in zip(checks, result.results, strict=True):
+        bad = outcome.result.get("unexpected_index_list") or []
+        stats.append({"check": check.name, "expectation": outcome.expectation_config.type,
+                      "success": bool(outcome.success), "unexpected": len(bad)})
+        for index in bad:
+            reasons.setdefault(int(index), []).append(check.reason(frame.loc[index]))
+    return reasons, stats
+
+
+def _report(summary: dict, stats: list[dict], rejects: list[dict]) -> str:
+    lines = [
+        "# Manifest validation", "",
+        f"- manifest: `{summary['manifest']}`",
+        f"- rows: {summary['rows']}, accepted: {summary['accepted']}, rejected: {summary['rejected']} "
+        f"({summary['reject_fraction']:.1%}; allowed {summary['max_reject_fraction']:.1%})", "",
+        "| check | expectation | result | failing rows |", "|---|---|---|---|",
+        "| schema (pydantic) | manifest.Sample | " + ("ok" if not summary["schema_rejects"] else "FAIL")
+        + f" | {summary['schema_rejects']} |",
+        *[f"| {s['check']} | `{s['expectation']}` | {'ok' if s['success'] else 'FAIL'} | {s['unexpected']} |"
+          for s in stats],
+    ]
+    if rejects:
+        lines += ["", "## Rejected rows", "", "| row | id | reasons |", "|---|---|---|"]
+        lines += [f"| {r['row']} | {r['id']} | {'; '.join(r['reasons'])} |" for r in rejects]
+    return "\n".join(lines) + "\n"
+
+
+def validate_manifest(manifest: Path, params: ValidateParams, min_frames: int, n_workers: int = 2,
+                      progress: bool = True) -> dict:
+    """Validate ``manifest``; write accepted rows, rejects and a report to ``params.out_dir``; return the summary."""
+    manifest = Path(manifest)
+    out_dir = Path(params.out_dir)
+    rows, rejects = read_manifest(manifest)
+    n_schema = len(rejects)
+    stats: list[dict] = []
+    accepted: list[Sample] = []
+    if rows:
+        frame = probe_frame(rows, manifest.parent, n_workers, progress)
+        reasons, stats = run_suite(frame, build_checks(params, min_frames))
+        for index, (row, sample) in enumerate(rows):
+            if index in reasons:
+                rejects.append({"row": row, "id": sample.id, "source": sample_row(sample), "reasons": reasons[index]})
+            else:
+                accepted.append(sample)
+    rejects.sort(key=lambda r: r["row"])
+    for sample in accepted:
+        sample.video = os.path.relpath(manifest.parent / sample.video, out_dir)
+    total = len(accepted) + len(rejects)
+    summary = {
+        "manifest": str(manifest), "rows": total, "accepted": len(accepted), "rejected": len(rejects),
+        "schema_rejects": n_schema,
+        "reject_fraction": len(rejects) / total if total else 1.0,
+        "max_reject_fraction": params.max_reject_fraction,
+    }
+    write_jsonl(out_dir / "manifest.jsonl", (sample_row(s) for s in accepted))
+    write_jsonl(out_dir / "rejects.jsonl", rejects)
+    write_json(out_dir / "summary.json", {**summary, "checks": stats})
+    write_text(out_dir / "report.md", _report(summary, stats, rejects))
+    if total == 0:
+        raise TooManyRejects(f"{manifest}: the manifest has no rows")
+    if summary["reject_fraction"] > params.max_reject_fraction:
+        raise TooManyRejects(
+            f"{manifest}: rejected {len(rejects)} of {total} rows ({summary['reject_fraction']:.1%}), above "
+            f"validate.max_reject_fraction = {params.max_reject_fraction:.1%}; see {out_dir / 'report.md'}"
+        )
+    return summary

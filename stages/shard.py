@@ -1,0 +1,21 @@
+"""Stage ``shard``: decode uniformly sampled frames at the base resolution and write WebDataset tars per split.
+
+Reads ``shard`` and the validated manifest; writes ``shard.out_dir``: <split>-NNNNNN.tar, index.json (sha256 and
+counts per shard), rejects.jsonl (videos that failed to decode, with the reason).
+"""
+
+from pathlib import Path
+
+from resadapt.data.shards import write_shards
+from resadapt.stage import run_stage
+
+
+def main(params, args) -> None:
+    index = write_shards(Path(params.validate_.out_dir) / "manifest.jsonl", params.shard,
+                         progress=not args.no_progress)
+    counts = ", ".join(f"{k}: {v['samples']} in {len(v['shards'])} tar(s)" for k, v in index["splits"].items())
+    print(f"shard: {counts}; rejected {index['rejected']}")
+
+
+if __name__ == "__main__":
+    run_stage("shard", __doc__, main)

@@ -1,0 +1,50 @@
+import pytest
+
+from resadapt.config import Params, ParamsError, load_params
+
+
+def write(tmp_path, text):
+    path = tmp_path / "params.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_repo_params_file_is_valid():
+    params = load_params("params.yaml")
+    assert params.shard.n_frames == 16
+    assert params.validate_.max_reject_fraction == 0.05
+
+
+def test_missing_file_means_defaults(tmp_path):
+    assert load_params(tmp_path / "absent.yaml") == Params()
+
+
+def test_unknown_key_names_file_and_key_path(tmp_path):
+    path = write(tmp_path, "shard:\n  n_frame: 8\n")
+    with pytest.raises(ParamsError) as err:
+        load_params(path)
+    assert str(path) in str(err.value)
+    assert "shard.n_frame: unknown key" in str(err.value)
+
+
+def test_unknown_section(tmp_path):
+    with pytest.raises(ParamsError, match=r"shards: unknown key"):
+        load_params(write(tmp_path, "shards: {}\n"))
+
+
+def test_bad_value_names_key_and_value(tmp_path):
+    with pytest.raises(ParamsError) as err:
+        load_params(write(tmp_path, "validate:\n  max_reject_fraction: 1.5\nsynth:\n  glyph: emoji\n"))
+    msg = str(err.value)
+    assert "validate.max_reject_fraction" in msg and "1.5" in msg
+    assert "synth.glyph" in msg and "emoji" in msg
+
+
+def test_cross_field_rule(tmp_path):
+    with pytest.raises(ParamsError, match="frame_side must be even"):
+        load_params(write(tmp_path, "synth:\n  frame_side: 225\n"))
+
+
+def test_not_a_mapping(tmp_path):
+    with pytest.raises(ParamsError, match="mapping"):
+        load_params(write(tmp_path, "- a\n- b\n"))

@@ -1,0 +1,64 @@
+"""End to end: the real DVC pipeline on a tiny built-in data set, in a scratch git repo."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+ENV = {**os.environ, "DVC_NO_ANALYTICS": "1", "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
+       "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+
+
+def sh(cwd, *cmd, check=True):
+    return subprocess.run(cmd, cwd=cwd, env=ENV, capture_output=True, text=True, check=check)
+
+
+@pytest.fixture
+def scratch(tmp_path):
+    for name in ("dvc.yaml", "params.yaml"):
+        shutil.copy(REPO / name, tmp_path / name)
+    for name in ("stages", "resadapt"):
+        shutil.copytree(REPO / name, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__"))
+    params = yaml.safe_load((tmp_path / "params.yaml").read_text())
+    params["synth"].update(splits={"train": 4, "eval": 2}, n_frames=8, frame_side=112)
+    params["shard"].update(n_frames=8, maxcount=3)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    sh(tmp_path, "git", "init", "-q")
+    sh(tmp_path, "dvc", "init", "-q")
+    sh(tmp_path, "git", "add", "-A")
+    sh(tmp_path, "git", "commit", "-qm", "scratch")
+    return tmp_path
+
+
+@pytest.mark.slow
+def test_dvc_repro_runs_the_data_stages_then_has_nothing_to_do(scratch):
+    first = sh(scratch, "dvc", "repro", check=False)
+    assert first.returncode == 0, first.stderr + first.stdout
+    index = json.loads((scratch / "data/shards/index.json").read_text())
+    assert index["splits"]["train"]["samples"] == 4 and index["splits"]["eval"]["samples"] == 2
+    assert [s["samples"] for s in index["splits"]["train"]["shards"]] == [3, 1]
+    assert json.loads((scratch / "data/validated/summary.json").read_text())["rejected"] == 0
+    second = sh(scratch, "dvc", "repro")
+    assert "Data and pipelines are up to date" in second.stdout
+
+
+@pytest.mark.slow
+def test_a_bad_param_stops_the_stage_naming_file_and_key(scratch):
+    bad = scratch / "bad.yaml"
+    bad.write_text("shard:\n  n_frame: 8\n")
+    run = sh(scratch, sys.executable, "stages/shard.py", "--params", str(bad), check=False)
+    assert run.returncode == 1
+    assert f"shard: error: {bad}" in run.stderr and "shard.n_frame: unknown key" in run.stderr
+    assert "Traceback" not in run.stderr
+
+
+@pytest.mark.slow
+def test_stage_help(scratch):
+    run = sh(scratch, sys.executable, "stages/validate.py", "--help")
+    assert "great-expectations" in run.stdout and "--params" in run.stdout
