@@ -41,8 +41,8 @@ class SynthParams(Section):
     n_frames: int = Field(16, ge=2, le=16, description="frames per video (each gets its own border colour)")
     frame_side: int = Field(224, ge=56, le=1024, description="frame width and height in pixels")
     fps: float = Field(2.0, gt=0, le=60)
-    glyph: Literal["digits", "stripes"] = "digits"
-    glyph_size: int = Field(20, ge=4, le=64, description="digit font size (a digit is ~0.7x as tall) or stripe patch side, px")
+    glyph: Literal["digits", "stripes"] = "stripes"
+    glyph_size: int = Field(16, ge=4, le=64, description="stripe patch side, or digit font size (~0.7x as tall), px")
     grounding_fraction: float = Field(0.25, ge=0, le=1, description="share of videos asked a grounding question")
     splits: dict[str, int] = Field(default_factory=lambda: {"train": 1000, "val": 200, "eval": 300})
     seed: int = 0
@@ -81,11 +81,109 @@ class ShardParams(Section):
     n_workers: int = Field(2, ge=1)
 
 
+class BackboneParams(Section):
+    """The backbone: the built-in model trained here, or a pinned Qwen-family checkpoint."""
+
+    source: Literal["builtin", "hf"] = "builtin"
+    out_dir: str = "models/backbone"
+    checkpoint: str = Field("", description="hf: local path or hub id, e.g. Qwen/Qwen2.5-VL-7B-Instruct")
+    revision: str = Field("", description="hf: a hub revision to pin (branch, tag or commit)")
+    engine: Literal["transformers", "vllm"] = "transformers"
+    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$")
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    train_split: str = "train"
+    eval_split: str = "val"
+    steps: int = Field(900, ge=1, description="built-in: optimiser steps")
+    batch_size: int = Field(16, ge=1)
+    lr: float = Field(3e-3, gt=0)
+    warmup: int = Field(30, ge=1)
+    width: int = Field(64, ge=8)
+    stem_channels: int = Field(32, ge=4)
+    seed: int = 0
+    threads: int = Field(2, ge=1, description="torch CPU threads")
+
+    @model_validator(mode="after")
+    def _check(self) -> BackboneParams:
+        if self.source == "hf" and not self.checkpoint:
+            raise ValueError("source: hf needs checkpoint (a local path or hub id)")
+        if self.engine == "vllm" and self.source != "hf":
+            raise ValueError("engine: vllm serves a hf checkpoint; the built-in backbone runs on transformers")
+        return self
+
+
+class FeaturesParams(Section):
+    """Coarse features for the Allocator, from a frozen lightweight encoder over low-resolution frames."""
+
+    out_dir: str = "data/features"
+    encoder: Literal["builtin"] = Field("builtin", description="builtin: the built-in backbone's stem and words")
+    side: int = Field(56, ge=28, description="frames are encoded at side×side pixels")
+    splits: list[str] = Field(default_factory=lambda: ["train", "val", "eval"])
+
+
+class CapoParams(Section):
+    """CAPO coefficients (method spec §4); defaults are the reference implementation's."""
+
+    lam: float = Field(0.5, ge=0, le=1, description="λ: weight of the group's mean cost in the pivot")
+    tau: float = Field(0.4, ge=0, le=1, description="τ_target in normalised-cost units")
+    temperature: float = Field(0.15, gt=0)
+    shaping: float = Field(0.25, ge=0, description="coefficient of the shaping term S")
+    gas: float = Field(0.05, ge=0, description="residual global cost pressure")
+    incorrect_shaping: Literal["more_pixels", "fewer_pixels"] = Field(
+        "more_pixels", description="more_pixels: wrong-and-cheap is penalised (reference code); fewer_pixels: "
+        "wrong-and-expensive is penalised (paper prose)")
+
+
+class TrainParams(Section):
+    """CAPO training of the Allocator (and, with update_backbone, of the backbone: ResAdapt-RL)."""
+
+    out_dir: str = "models/allocator"
+    split: str = "train"
+    eval_split: str = "val"
+    steps: int = Field(300, ge=1)
+    prompts: int = Field(16, ge=1, description="B prompts per step")
+    allocations: int = Field(8, ge=1, description="M allocations per prompt")
+    answers: int = Field(4, ge=1, description="N answers per allocation")
+    lr: float = Field(2e-3, gt=0)
+    warmup: int = Field(20, ge=1)
+    weight_decay: float = Field(0.1, ge=0)
+    grad_clip: float = Field(1.0, gt=0)
+    ppo_epochs: int = Field(1, ge=1)
+    clip_low: float = Field(0.2, gt=0)
+    clip_high: float = Field(0.28, gt=0)
+    dual_clip: float = Field(10.0, gt=1)
+    conc_coef: float = Field(5e-4, ge=0)
+    sim_coef: float = Field(1e-3, ge=0)
+    s_min: float = Field(0.2, gt=0)
+    s_max: float = Field(1.2, gt=0, description="1.2, not the paper's 2.0: upscaling 224-px frames adds no detail")
+    init_scale: float = Field(0.6, gt=0)
+    init_concentration: float = Field(5.0, gt=4)
+    width: int = Field(64, ge=8)
+    heads: int = Field(4, ge=1)
+    depth: int = Field(1, ge=1)
+    capo: CapoParams = CapoParams()
+    checkpoint_every: int = Field(50, ge=1)
+    update_backbone: bool = Field(False, description="ResAdapt-RL: also update the backbone (token-level PPO)")
+    backbone_lr: float = Field(1e-4, gt=0)
+    seed: int = 0
+    threads: int = Field(2, ge=1)
+
+    @model_validator(mode="after")
+    def _check(self) -> TrainParams:
+        if not self.s_min < self.init_scale < self.s_max:
+            raise ValueError(f"need s_min < init_scale < s_max, got {self.s_min}, {self.init_scale}, {self.s_max}")
+        if self.width % self.heads:
+            raise ValueError(f"width ({self.width}) must be a multiple of heads ({self.heads})")
+        return self
+
+
 class Params(Section):
     data: DataParams = DataParams()
     synth: SynthParams = SynthParams()
     validate_: ValidateParams = Field(ValidateParams(), alias="validate")
     shard: ShardParams = ShardParams()
+    backbone: BackboneParams = BackboneParams()
+    features: FeaturesParams = FeaturesParams()
+    train: TrainParams = TrainParams()
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 

@@ -1,5 +1,6 @@
 """End to end: the real DVC pipeline on a tiny built-in data set, in a scratch git repo."""
 
+import hashlib
 import json
 import os
 import shutil
@@ -28,6 +29,10 @@ def scratch(tmp_path):
     params = yaml.safe_load((tmp_path / "params.yaml").read_text())
     params["synth"].update(splits={"train": 4, "eval": 2}, n_frames=8, frame_side=112)
     params["shard"].update(n_frames=8, maxcount=3)
+    params["backbone"].update(steps=6, batch_size=2, eval_split="eval", width=16, stem_channels=8)
+    params["features"].update(splits=["train", "eval"])
+    params["train"].update(steps=3, prompts=2, allocations=2, answers=1, eval_split="eval", width=16, heads=2,
+                           checkpoint_every=2)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     sh(tmp_path, "git", "init", "-q")
     sh(tmp_path, "dvc", "init", "-q")
@@ -44,6 +49,13 @@ def test_dvc_repro_runs_the_data_stages_then_has_nothing_to_do(scratch):
     assert index["splits"]["train"]["samples"] == 4 and index["splits"]["eval"]["samples"] == 2
     assert [s["samples"] for s in index["splits"]["train"]["shards"]] == [3, 1]
     assert json.loads((scratch / "data/validated/summary.json").read_text())["rejected"] == 0
+    metrics = json.loads((scratch / "reports/backbone/metrics.json").read_text())
+    assert metrics["steps"] == 6 and metrics["oracle/retention"] < metrics["full/retention"] == 1.0
+    assert (scratch / "models/backbone/model.safetensors").is_file()
+    train = json.loads((scratch / "reports/train/metrics.json").read_text())
+    assert train["steps"] == 3 and 0 < train["resadapt/retention"] <= 1.5
+    assert (scratch / "models/allocator/model.safetensors").is_file()
+    assert (scratch / "reports/train/live/metrics.json").is_file()
     second = sh(scratch, "dvc", "repro")
     assert "Data and pipelines are up to date" in second.stdout
 
@@ -62,3 +74,22 @@ def test_a_bad_param_stops_the_stage_naming_file_and_key(scratch):
 def test_stage_help(scratch):
     run = sh(scratch, sys.executable, "stages/validate.py", "--help")
     assert "great-expectations" in run.stdout and "--params" in run.stdout
+
+
+@pytest.mark.slow
+def test_backbone_stage_pins_a_real_checkpoint(scratch):
+    from resadapt.backbone.tiny_qwen import build
+
+    checkpoint = build("qwen2_5_vl", scratch / "tiny-qwen")
+    params = yaml.safe_load((scratch / "params.yaml").read_text())
+    params["backbone"].update(source="hf", checkpoint=str(checkpoint))
+    (scratch / "hf.yaml").write_text(yaml.safe_dump(params))
+    run = sh(scratch, sys.executable, "stages/backbone.py", "--params", "hf.yaml", check=False)
+    assert run.returncode == 0, run.stderr
+    identity = json.loads((scratch / "models/backbone/identity.json").read_text())
+    weights = (checkpoint / "model.safetensors").read_bytes()
+    assert identity["files"]["model.safetensors"] == hashlib.sha256(weights).hexdigest()
+    params["backbone"].update(checkpoint=str(scratch / "nowhere"))
+    (scratch / "hf.yaml").write_text(yaml.safe_dump(params))
+    run = sh(scratch, sys.executable, "stages/backbone.py", "--params", "hf.yaml", check=False)
+    assert run.returncode == 1 and "backbone.checkpoint" in run.stderr and "Traceback" not in run.stderr

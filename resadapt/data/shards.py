@@ -1,7 +1,8 @@
 """Decode + shard: uniformly sampled frames at the base resolution, written as WebDataset tars per split.
 
-A sample is ``<key>.000.jpg … <key>.NNN.jpg`` (or ``.png`` for lossless frames) plus ``<key>.json`` (timestamps, sizes, the QA
-fields). Tars are byte-identical for the same inputs and params (fixed mtime, fixed member order, manifest order).
+A sample is ``<key>.000.jpg … <key>.NNN.jpg`` (or ``.png`` for lossless frames) plus ``<key>.json``
+(timestamps, sizes, the QA fields). Tars are byte-identical for the same inputs and params (fixed mtime, fixed
+member order, manifest order).
 Shards are built in a temp folder and moved into place before ``index.json`` is written, last and atomically, so no
 index ever claims a partial shard. A video that fails becomes a reject; the others go on.
 """

@@ -70,7 +70,8 @@ def render_frame(rng: np.random.Generator, side: int, colour: str, glyph_kind: s
     ink = int(rng.uniform(10, 45))
     if glyph_kind == "digits":
         glyph = str(int(rng.integers(10)))
-        left, top, right, bottom = ImageDraw.Draw(Image.new("L", (1, 1))).textbbox((0, 0), glyph, font=_font(glyph_size))
+        probe = ImageDraw.Draw(Image.new("L", (1, 1)))
+        left, top, right, bottom = probe.textbbox((0, 0), glyph, font=_font(glyph_size))
         w, h = right - left, bottom - top
     else:
         glyph = STRIPES[int(rng.integers(len(STRIPES)))]
@@ -87,16 +88,18 @@ def render_frame(rng: np.random.Generator, side: int, colour: str, glyph_kind: s
     return frame, FrameLabel(colour=colour, glyph=glyph, box=(x, y, w, h))
 
 
-def _question(rng: np.random.Generator, labels: list[FrameLabel], target: int, task: str, glyph_kind: str, fps: float):
-    colour = labels[target].colour
+def make_question(rng: np.random.Generator, frames: list[dict], target: int, task: str, glyph_kind: str,
+                  fps: float) -> tuple[str, list[str], str, tuple[float, float] | None]:
+    """(question, options, answer, span) about frame ``target``; ``frames`` hold each frame's colour and glyph."""
+    colour = frames[target]["colour"]
     if task == "grounding":
         start, end = target / fps, (target + 1) / fps
         question = f"When does the frame with the {colour} border appear? Answer with [start, end] in seconds."
         return question, [], f"[{start:.2f}, {end:.2f}]", (start, end)
-    answer = labels[target].glyph
+    answer = frames[target]["glyph"]
     if glyph_kind == "digits":
         # Distractors come from the other frames first, so a reader that looks at the wrong frame is caught.
-        others = list(dict.fromkeys(lab.glyph for lab in labels if lab.glyph != answer))
+        others = list(dict.fromkeys(f["glyph"] for f in frames if f["glyph"] != answer))
         rng.shuffle(others)
         pool = others + [d for d in map(str, rng.permutation(10)) if d != answer and d not in others]
         choices = [answer, *pool[:3]]
@@ -118,16 +121,13 @@ def render_sample(params: SynthParams, split: str, split_index: int, index: int,
     frames, labels = [f for f, _ in rendered], [lab for _, lab in rendered]
     target = int(rng.integers(params.n_frames))
     task = "grounding" if rng.random() < params.grounding_fraction else "mcq"
-    question, options, answer, span = _question(rng, labels, target, task, params.glyph, params.fps)
+    frames_meta = [{"colour": lab.colour, "glyph": lab.glyph, "box": list(lab.box)} for lab in labels]
+    question, options, answer, span = make_question(rng, frames_meta, target, task, params.glyph, params.fps)
     sample_id = f"{split}-{index:05d}"
     video = out_dir / "videos" / f"{sample_id}.mp4"
     with atomic_path(video) as tmp:
         write_mp4(tmp, frames, (params.frame_side, params.frame_side), params.fps, params.crf)
-    meta = {
-        "target_frame": target,
-        "glyph_kind": params.glyph,
-        "frames": [{"colour": lab.colour, "glyph": lab.glyph, "box": list(lab.box)} for lab in labels],
-    }
+    meta = {"target_frame": target, "glyph_kind": params.glyph, "frames": frames_meta}
     return Sample(
         id=sample_id, video=f"videos/{sample_id}.mp4", question=question, options=options, answer=answer,
         task=task, span=span, split=split, meta=meta,

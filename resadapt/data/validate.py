@@ -115,7 +115,8 @@ def run_suite(frame: pd.DataFrame, checks: list[Check]) -> tuple[dict[int, list[
     batch = context.data_sources.add_pandas("manifest").add_dataframe_asset(name="rows")
     batch_def = batch.add_batch_definition_whole_dataframe("all")
     suite = context.suites.add(gx.ExpectationSuite(name="manifest", expectations=[c.build() for c in checks]))
-    definition = context.validation_definitions.add(gx.ValidationDefinition(name="manifest", data=batch_def, suite=suite))
+    definition = context.validation_definitions.add(
+        gx.ValidationDefinition(name="manifest", data=batch_def, suite=suite))
     result = definition.run(batch_parameters={"dataframe": frame}, result_format="COMPLETE")
     reasons: dict[int, list[str]] = {}
     stats = []

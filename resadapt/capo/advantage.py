@@ -1,0 +1,78 @@
+"""CAPO advantages (method spec §4). Shapes: a group is one prompt's M allocations, tensors are [B, M].
+
+    Â_k = (acc_k − mean acc) / (std acc + 1e-6)            0 when M = 1 or std < 1e-4
+    p   = λ·mean_k c_k + (1 − λ)·τ                          dynamic cost pivot (detached)
+    r_k = σ((p − c_k)/T) − ½                                >0 when allocation k is cheaper than the pivot
+    S_k = 0.7·max(acc_k^½, 0.05)·r_k                        correct (acc_k > 0.35)
+    S_k = −1.3·(1 − acc_k)·r_k      (more_pixels)           incorrect: wrong-and-cheap is penalised (reference code)
+    S_k = +1.3·(1 − acc_k)·r_k      (fewer_pixels)          incorrect: wrong-and-expensive is penalised (paper prose)
+    A_k = Â_k + 0.25·S_k − 0.05·c_k,   and A_k ≥ 0.001 for correct allocations
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+
+IncorrectShaping = Literal["more_pixels", "fewer_pixels"]
+
+
+@dataclass(frozen=True)
+class CapoCoefficients:
+    lam: float = 0.5  # λ: weight of the group's mean cost in the pivot
+    tau: float = 0.4  # τ_target, in normalised-cost units
+    temperature: float = 0.15  # T
+    correct_threshold: float = 0.35
+    correct_weight: float = 0.7
+    incorrect_weight: float = 1.3
+    shaping: float = 0.25
+    gas: float = 0.05  # residual global cost pressure
+    floor: float = 1e-3
+    incorrect_shaping: IncorrectShaping = "more_pixels"
+
+
+def proxy_cost(scales: torch.Tensor, mask: torch.Tensor, s_min: float, s_max: float) -> torch.Tensor:
+    """c = clip((mean_valid s − s_min)/(s_max − s_min + 1e-6), 0, 1) on requested scales [..., T] → [...]."""
+    mean = (scales * mask).sum(-1) / mask.sum(-1).clamp_min(1)
+    return ((mean - s_min) / (s_max - s_min + 1e-6)).clamp(0, 1)
+
+
+def base_advantage(acc: torch.Tensor) -> torch.Tensor:
+    """Â: group-normalised accuracy [B, M] (population std); 0 for groups with M = 1 or uniform accuracy."""
+    if acc.shape[-1] < 2:
+        return torch.zeros_like(acc)
+    std = acc.std(-1, unbiased=False, keepdim=True)
+    adv = (acc - acc.mean(-1, keepdim=True)) / (std + 1e-6)
+    return torch.where(std < 1e-4, torch.zeros_like(adv), adv)
+
+
+def cost_pivot(cost: torch.Tensor, lam: float, tau: float) -> torch.Tensor:
+    """p = λ·mean_k(c_k) + (1 − λ)·τ per group → [B, 1], detached."""
+    return (lam * cost.mean(-1, keepdim=True) + (1 - lam) * tau).detach()
+
+
+def cost_shaping(acc: torch.Tensor, cost: torch.Tensor, pivot: torch.Tensor, k: CapoCoefficients) -> torch.Tensor:
+    """S: asymmetric, correctness-aware shaping [B, M] (see the module docstring)."""
+    r_small = torch.sigmoid((pivot - cost) / k.temperature) - 0.5
+    correct = acc > k.correct_threshold
+    s_correct = k.correct_weight * acc.clamp_min(0).sqrt().clamp_min(0.05) * r_small
+    sign = -1.0 if k.incorrect_shaping == "more_pixels" else 1.0
+    s_incorrect = sign * k.incorrect_weight * (1 - acc).clamp_min(0) * r_small
+    return torch.where(correct, s_correct, s_incorrect)
+
+
+def capo_advantage(acc: torch.Tensor, cost: torch.Tensor, k: CapoCoefficients = CapoCoefficients()) -> torch.Tensor:
+    """A_k = Â_k + shaping·S_k − gas·c_k, floored at ``floor`` for correct allocations. acc, cost: [B, M]."""
+    advantage = base_advantage(acc) + k.shaping * cost_shaping(acc, cost, cost_pivot(cost, k.lam, k.tau), k)
+    advantage = advantage - k.gas * cost
+    correct = acc > k.correct_threshold
+    return torch.where(correct, advantage.clamp_min(k.floor), advantage)
+
+
+def grpo_advantage(score: torch.Tensor) -> torch.Tensor:
+    """Backbone advantage (ResAdapt-RL): score [B, R] normalised over each prompt's R = M·N rollouts."""
+    if score.shape[-1] < 2:
+        return torch.zeros_like(score)
+    return (score - score.mean(-1, keepdim=True)) / (score.std(-1, unbiased=False, keepdim=True) + 1e-6)

@@ -1,0 +1,64 @@
+"""Training checkpoints as safetensors (weights and optimiser moments) plus JSON (step, history): nothing pickled."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from resadapt.io import write_json
+
+
+def _flatten_optimizer(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], list]:
+    state = opt.state_dict()
+    tensors = {f"{i}.{k}": v.contiguous() for i, s in state["state"].items() for k, v in s.items()
+               if isinstance(v, torch.Tensor)}
+    groups = [{k: v for k, v in g.items()} for g in state["param_groups"]]
+    return tensors, groups
+
+
+def save_checkpoint(folder: Path, models: dict[str, torch.nn.Module], optimizers: dict[str, torch.optim.Optimizer],
+                    step: int, history: list[dict], fingerprint: str = "") -> None:
+    """Write into a sibling temp folder, then swap it in: a kill mid-write leaves the previous checkpoint whole."""
+    tmp = folder.with_name(folder.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for name, model in models.items():
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp / f"{name}.safetensors"))
+    groups = {}
+    for name, opt in optimizers.items():
+        tensors, groups[name] = _flatten_optimizer(opt)
+        save_file(tensors, str(tmp / f"{name}.optimizer.safetensors"))
+    write_json(tmp / "state.json", {"step": step, "history": history, "param_groups": groups,
+                                    "fingerprint": fingerprint})
+    old = folder.with_name(folder.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    if folder.exists():
+        folder.rename(old)
+    tmp.rename(folder)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def load_checkpoint(folder: Path, models: dict[str, torch.nn.Module],
+                    optimizers: dict[str, torch.optim.Optimizer]) -> tuple[int, list[dict]]:
+    """Restore models and optimisers in place; returns (next step, history)."""
+    state = json.loads((folder / "state.json").read_text(encoding="utf-8"))
+    for name, model in models.items():
+        model.load_state_dict(load_file(str(folder / f"{name}.safetensors")))
+    for name, opt in optimizers.items():
+        flat = load_file(str(folder / f"{name}.optimizer.safetensors"))
+        moments: dict[int, dict] = {}
+        for key, value in flat.items():
+            index, field = key.split(".", 1)
+            moments.setdefault(int(index), {})[field] = value
+        opt.load_state_dict({"state": moments, "param_groups": state["param_groups"][name]})
+    return state["step"], state["history"]
+
+
+def has_checkpoint(folder: Path, fingerprint: str = "") -> bool:
+    """A checkpoint of *this* run: same fingerprint (params and data), so a changed config never resumes."""
+    path = folder / "state.json"
+    return path.is_file() and json.loads(path.read_text(encoding="utf-8")).get("fingerprint", "") == fingerprint

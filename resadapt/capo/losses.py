@@ -1,0 +1,43 @@
+"""The Allocator's loss (method spec §4–§5): per-frame PPO on the Beta log-density plus two regularisers.
+
+    ρ_t   = exp(clamp(log q_φ(u_t) − log q_old(u_t), ±20))
+    L_PPO = −mean_valid[ g(ρ_t, A) ],   g = min(ρA, clip(ρ, 1−ε_low, 1+ε_high)·A)      for A ≥ 0
+                                        g = max(min(ρA, clip(ρ)·A), c·A)               for A < 0 (dual clip c)
+    L_conc = mean_valid κ_t                                                            (κ_t = α_t + β_t)
+    w_t   = σ((cos(h_t, h_t+1) − τ_s)/T_s)                                             similar neighbours
+    L_sim = Σ_t relu(log ŝ_t+1 − log ŝ_t + γ·w_t)·w_t·m_t / max(Σ_t m_t, 1)           the later of two similar
+                                                                                       frames must not cost more
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def ppo_loss(logq: torch.Tensor, logq_old: torch.Tensor, advantage: torch.Tensor, mask: torch.Tensor,
+             clip_low: float = 0.2, clip_high: float = 0.28, dual_clip: float = 10.0) -> torch.Tensor:
+    """Per-frame clipped surrogate; logq, logq_old, mask: [R, T]; advantage: [R] broadcast to every valid frame."""
+    ratio = torch.exp((logq - logq_old).clamp(-20, 20))
+    adv = advantage[:, None].expand_as(ratio)
+    surrogate = torch.minimum(ratio * adv, ratio.clamp(1 - clip_low, 1 + clip_high) * adv)
+    surrogate = torch.where(adv < 0, torch.maximum(surrogate, dual_clip * adv), surrogate)
+    return -(surrogate * mask).sum() / mask.sum().clamp_min(1)
+
+
+def concentration_loss(kappa: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """L_conc: mean κ over valid frames; linear, it pulls κ toward its floor (the policy stays exploratory)."""
+    return (kappa * mask).sum() / mask.sum().clamp_min(1)
+
+
+def similarity_loss(states: torch.Tensor, soft_scale: torch.Tensor, mask: torch.Tensor, tau: float = 0.55,
+                    temperature: float = 0.12, gamma: float = 0.05) -> torch.Tensor:
+    """L_sim over adjacent frames; states [R, T, D] (the Allocator's frame states), soft_scale ŝ [R, T] > 0.
+
+    The gate w_t is detached (spec §10.12): the loss may not be lowered by making neighbours look different.
+    """
+    w = torch.sigmoid((F.cosine_similarity(states[:, 1:], states[:, :-1], dim=-1) - tau) / temperature).detach()
+    pair = mask[:, 1:] * mask[:, :-1]
+    log_s = soft_scale.log()
+    excess = F.relu(log_s[:, 1:] - log_s[:, :-1] + gamma * w) * w * pair
+    return excess.sum() / pair.sum().clamp_min(1)

@@ -1,0 +1,221 @@
+"""The GRPO-style CAPO loop: B prompts × M allocations × N answers per step, the backbone behind ``Backbone``.
+
+Each step: the Allocator's Beta policy draws M scale vectors per prompt; the backbone answers each allocation N
+times; acc_k is the mean correctness, c_k the proxy cost; CAPO gives A_k; a per-frame PPO step updates the
+Allocator (and, with ``update_backbone``, a token-level PPO step on GRPO advantages updates the backbone).
+Randomness is seeded per step, so a run resumed from a checkpoint continues exactly as it would have.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from resadapt.allocator.model import Allocator, AllocatorConfig, beta_log_prob, sample_u
+from resadapt.backbone.answers import accuracy
+from resadapt.backbone.interface import Item, Query
+from resadapt.capo.advantage import CapoCoefficients, capo_advantage, grpo_advantage, proxy_cost
+from resadapt.capo.checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
+from resadapt.capo.losses import concentration_loss, ppo_loss, similarity_loss
+from resadapt.features.coarse import Features
+
+
+@dataclass
+class Video:
+    key: str
+    frames: torch.Tensor  # uint8 [T, H, W, 3]
+    meta: dict
+
+    @property
+    def letters(self) -> list[str]:
+        return [chr(65 + i) for i in range(len(self.meta.get("options", [])))]
+
+    def score(self, answer: str) -> float:
+        span = tuple(self.meta["span"]) if self.meta.get("span") else None
+        return accuracy(answer, self.meta["task"], self.meta["answer"], span, self.letters)
+
+    def target(self) -> int | None:
+        return (self.meta.get("meta") or {}).get("target_frame")
+
+
+@dataclass(frozen=True)
+class LoopConfig:
+    steps: int = 300
+    prompts: int = 16  # B
+    allocations: int = 8  # M
+    answers: int = 4  # N
+    lr: float = 2e-3
+    warmup: int = 20
+    weight_decay: float = 0.1
+    grad_clip: float = 1.0
+    ppo_epochs: int = 1
+    clip_low: float = 0.2
+    clip_high: float = 0.28
+    dual_clip: float = 10.0
+    conc_coef: float = 5e-4
+    sim_coef: float = 1e-3
+    checkpoint_every: int = 50
+    seed: int = 0
+    update_backbone: bool = False
+    backbone_lr: float = 1e-4
+
+
+class CollapseGuard:
+    """Warns once when the policy collapses: mean scale pinned at s_min, or κ at its cap (spec §10.8)."""
+
+    def __init__(self, s_min: float, patience: int = 20):
+        self.s_min, self.patience, self.pinned, self.warned = s_min, patience, 0, set()
+
+    def check(self, step: int, mean_scale: float, kappa_max: float) -> None:
+        self.pinned = self.pinned + 1 if mean_scale < self.s_min + 0.02 else 0
+        if self.pinned >= self.patience and "scale" not in self.warned:
+            self.warned.add("scale")
+            warnings.warn(f"step {step}: mean scale pinned at s_min={self.s_min} for {self.pinned} steps (cost "
+                          "collapse)", RuntimeWarning, stacklevel=2)
+        if kappa_max >= 0.95 * 200 and "kappa" not in self.warned:
+            self.warned.add("kappa")
+            warnings.warn(f"step {step}: concentration κ reached its cap (over-confident policy)", RuntimeWarning,
+                          stacklevel=2)
+
+
+def _finite(step: int, **tensors: torch.Tensor) -> None:
+    for name, t in tensors.items():
+        if not torch.isfinite(t).all():
+            raise FloatingPointError(f"CAPO step {step}: non-finite {name}")
+
+
+def rollout_items(videos: list[Video], scales: torch.Tensor) -> list[Item]:
+    """One Item per (prompt, allocation); scales [B, M, T]."""
+    return [Item(v.frames, scales[b, m].tolist(), Query.from_meta(v.meta), key=v.key)
+            for b, v in enumerate(videos) for m in range(scales.shape[1])]
+
+
+def step_metrics(scales, frame_mask, acc, cost, retention, out, losses, videos, s_min, s_max) -> dict:
+    valid = frame_mask[:, None].expand_as(scales)
+    s = scales[valid]
+    per_alloc = scales.masked_fill(~valid, float("nan"))
+    m = {
+        "reward": acc.mean().item(), "accuracy": (acc > 0.35).float().mean().item(),
+        "retention": float(sum(retention) / len(retention)), "proxy_cost": cost.mean().item(),
+        "scale/mean": s.mean().item(), "scale/min": s.min().item(), "scale/max": s.max().item(),
+        "scale/std": torch.nanmean((per_alloc - torch.nanmean(per_alloc, -1, keepdim=True)) ** 2, -1)
+        .sqrt().mean().item(),
+        "scale/all_min": ((scales <= s_min + 0.01) | ~valid).all(-1).float().mean().item(),
+        "scale/all_max": ((scales >= s_max - 0.01) | ~valid).all(-1).float().mean().item(),
+        "kappa/mean": out["kappa"][frame_mask].mean().item(), "kappa/max": out["kappa"][frame_mask].max().item(),
+        **{f"loss/{k}": v for k, v in losses.items()},
+    }
+    targets = [v.target() for v in videos]
+    if all(t is not None for t in targets):
+        t_idx = torch.tensor(targets)
+        queried = scales[torch.arange(len(videos)), :, t_idx]  # [B, M]
+        others = (scales.sum(-1) - queried) / (frame_mask.sum(-1, keepdim=True) - 1).clamp_min(1)
+        m["scale/queried"], m["scale/others"] = queried.mean().item(), others.mean().item()
+    return m
+
+
+def train_allocator(loop: LoopConfig, allocator_config: AllocatorConfig, capo: CapoCoefficients,
+                    features: Features, videos: list[Video], backbone, checkpoint_dir: Path,
+                    log: Callable[[int, dict], None] = lambda step, m: None, progress: bool = True,
+                    on_step: Callable[[int], None] = lambda step: None,
+                    fingerprint: str = "") -> tuple[Allocator, list[dict]]:
+    """Train from scratch, or resume from a checkpoint in ``checkpoint_dir`` with the same ``fingerprint``;
+    returns the Allocator and the per-step metrics."""
+    torch.manual_seed(loop.seed)
+    allocator = Allocator(allocator_config)
+    allocator.init_policy()
+    opt = torch.optim.AdamW(allocator.parameters(), lr=loop.lr, betas=(0.9, 0.999), weight_decay=loop.weight_decay)
+    models, optimizers = {"allocator": allocator}, {"allocator": opt}
+    backbone_opt = None
+    if loop.update_backbone:
+        backbone.model.train()
+        backbone_opt = torch.optim.AdamW(backbone.model.parameters(), lr=loop.backbone_lr, weight_decay=0.0)
+        models["backbone"], optimizers["backbone"] = backbone.model, backbone_opt
+    start, history = (load_checkpoint(checkpoint_dir, models, optimizers)
+                      if has_checkpoint(checkpoint_dir, fingerprint) else (0, []))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: min(1.0, (i + 1) / loop.warmup), last_epoch=start - 1)
+    guard = CollapseGuard(allocator_config.s_min)
+    B, M, N = loop.prompts, loop.allocations, loop.answers
+    bar = tqdm(range(start, loop.steps), desc="capo", unit="step", initial=start, total=loop.steps,
+               disable=not progress)
+    for step in bar:
+        on_step(step)
+        t0 = time.perf_counter()
+        gen = torch.Generator().manual_seed(loop.seed * 1_000_003 + step)
+        torch.manual_seed(loop.seed * 1_000_003 + step)
+        index = torch.randint(len(videos), (B,), generator=gen)
+        batch = [videos[i] for i in index.tolist()]
+        patches, frame_mask, text, text_mask = features.select(index)
+        out = allocator(patches, frame_mask, text, text_mask)
+        _finite(step, alpha=out["alpha"], beta=out["beta"])
+        T = frame_mask.shape[1]
+        alpha, beta = out["alpha"][:, None].expand(B, M, T), out["beta"][:, None].expand(B, M, T)
+        u = sample_u(alpha, beta, gen)  # [B, M, T], fp32 end to end
+        scales = allocator.scales(u)
+        rollouts = backbone.generate(rollout_items(batch, scales), n=N)
+        acc = torch.tensor([[sum(v.score(a) for a in rollouts.answers[b * M + m]) / N for m in range(M)]
+                            for b, v in enumerate(batch)])  # [B, M]
+        mask = frame_mask[:, None].expand(B, M, T).float()
+        cost = proxy_cost(scales, mask, allocator_config.s_min, allocator_config.s_max)  # [B, M]
+        advantage = capo_advantage(acc, cost, capo)
+        logq_old = beta_log_prob(u, alpha, beta).detach()
+        losses = {}
+        for epoch in range(loop.ppo_epochs):
+            if epoch:
+                out = allocator(patches, frame_mask, text, text_mask)
+            logq = beta_log_prob(u, out["alpha"][:, None].expand(B, M, T), out["beta"][:, None].expand(B, M, T))
+            l_ppo = ppo_loss(logq.flatten(0, 1), logq_old.flatten(0, 1), advantage.flatten(), mask.flatten(0, 1),
+                             loop.clip_low, loop.clip_high, loop.dual_clip)
+            l_conc = concentration_loss(out["kappa"], frame_mask.float())
+            l_sim = similarity_loss(out["states"], allocator.scales(out["mean"]), frame_mask.float())
+            loss = l_ppo + loop.conc_coef * l_conc + loop.sim_coef * l_sim
+            _finite(step, loss=loss)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(allocator.parameters(), loop.grad_clip)
+            opt.step()
+            losses = {"ppo": l_ppo.item(), "conc": l_conc.item(), "sim": l_sim.item(), "total": loss.item()}
+        sched.step()
+        if backbone_opt is not None:
+            losses["backbone"] = backbone_step(backbone, backbone_opt, batch, scales, rollouts, M, N, loop)
+        metrics = step_metrics(scales, frame_mask, acc, cost, rollouts.retention, out, losses, batch,
+                               allocator_config.s_min, allocator_config.s_max)
+        metrics.update(step=step, seconds=time.perf_counter() - t0, advantage_std=advantage.std().item())
+        guard.check(step, metrics["scale/mean"], metrics["kappa/max"])
+        history.append(metrics)
+        log(step, metrics)
+        bar.set_postfix(acc=f"{metrics['accuracy']:.2f}", r=f"{metrics['retention']:.3f}")
+        if (step + 1) % loop.checkpoint_every == 0 or step + 1 == loop.steps:
+            save_checkpoint(checkpoint_dir, models, optimizers, step + 1, history, fingerprint)
+    return allocator.eval(), history
+
+
+def backbone_step(backbone, opt, batch, scales, rollouts, M: int, N: int, loop: LoopConfig) -> float:
+    """ResAdapt-RL: token-level PPO on the backbone with GRPO advantages over each prompt's M·N rollouts."""
+    acc = torch.tensor([[v.score(a) for m in range(M) for a in rollouts.answers[b * M + m]]
+                        for b, v in enumerate(batch)])  # [B, M·N]
+    advantage = grpo_advantage(acc).view(-1, N)  # [B·M, N]
+    items = rollout_items(batch, scales)
+    logp = backbone.answer_logprobs(items, rollouts.token_ids or rollouts.answers)  # [B·M, N]
+    ratio = torch.exp((logp - rollouts.logprobs).clamp(-20, 20))
+    surrogate = torch.minimum(ratio * advantage, ratio.clamp(1 - loop.clip_low, 1 + loop.clip_high) * advantage)
+    loss = -surrogate.mean()
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(backbone.model.parameters(), loop.grad_clip)
+    opt.step()
+    return loss.item()
+
+
+def deterministic_scales(allocator: Allocator, features: Features, index: list[int] | torch.Tensor) -> torch.Tensor:
+    """Eval action: the Beta mean, u = α/(α + β) → scales [n, T]."""
+    with torch.no_grad():
+        out = allocator(*features.select(index))
+    return allocator.scales(out["alpha"] / (out["alpha"] + out["beta"]))
+

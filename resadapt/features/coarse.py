@@ -1,0 +1,96 @@
+"""Coarse features per shard sample, from a frozen lightweight encoder over low-resolution frames.
+
+On the default the encoder is the built-in backbone's own frame stem at ``side``×``side`` pixels (one token per
+28-px cell, so 4 tokens at 56 px) and its word embeddings for the question. Frames come from the same shards the
+backbone reads, so the Allocator sees exactly the frames the backbone sees (spec §10.1).
+
+Stored per split as ``<split>.safetensors`` (patches [N, T, L, Dp], frame_mask [N, T], text [N, Nw, Dx],
+text_mask [N, Nw]) plus ``<split>.json`` (the shard keys, in the same order).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from tqdm import tqdm
+
+from resadapt.backbone.builtin import BuiltinVideoQA
+from resadapt.backbone.resize import resize_frames
+from resadapt.data.shards import iter_split
+from resadapt.io import atomic_path, write_json
+
+
+@dataclass
+class Features:
+    keys: list[str]
+    patches: torch.Tensor  # [N, T, L, Dp]
+    frame_mask: torch.Tensor  # [N, T] bool
+    text: torch.Tensor  # [N, Nw, Dx]
+    text_mask: torch.Tensor  # [N, Nw] bool
+
+    def select(self, index: torch.Tensor | list[int]) -> tuple[torch.Tensor, ...]:
+        return self.patches[index], self.frame_mask[index], self.text[index], self.text_mask[index]
+
+
+class BuiltinEncoder:
+    """The built-in backbone's stem and word embeddings, frozen."""
+
+    def __init__(self, model: BuiltinVideoQA, side: int):
+        if side % model.config.factor:
+            raise ValueError(f"features.side must be a multiple of {model.config.factor}, got {side}")
+        self.model, self.side = model.eval(), side
+
+    @torch.no_grad()
+    def frames(self, frames: torch.Tensor) -> torch.Tensor:
+        """uint8 [T, H, W, 3] → [T, L, Dp]."""
+        small = resize_frames(frames, (self.side, self.side))
+        tokens, _ = self.model.encode_frames(list(small))
+        return tokens
+
+    @torch.no_grad()
+    def text(self, question: str) -> torch.Tensor:
+        """→ [Nw, Dx]: one embedding per word."""
+        return self.model.word_embedding.weight[torch.tensor(self.model.word_ids(question))]
+
+
+def _pad(rows: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(r.shape[0] for r in rows)
+    out = torch.zeros(len(rows), width, *rows[0].shape[1:])
+    mask = torch.zeros(len(rows), width, dtype=torch.bool)
+    for i, r in enumerate(rows):
+        out[i, : r.shape[0]], mask[i, : r.shape[0]] = r, True
+    return out, mask
+
+
+def extract_split(encoder: BuiltinEncoder, shard_dir: str, split: str, progress: bool = True) -> Features:
+    keys, patches, texts = [], [], []
+    for key, frames, meta in tqdm(iter_split(shard_dir, split), desc=f"features {split}", unit="video",
+                                  disable=not progress):
+        keys.append(key)
+        patches.append(encoder.frames(torch.from_numpy(frames)))
+        texts.append(encoder.text(meta["question"]))
+    frame_feats, frame_mask = _pad(patches)
+    text, text_mask = _pad(texts)
+    return Features(keys, frame_feats, frame_mask, text, text_mask)
+
+
+def save_features(features: Features, out_dir: str | Path, split: str) -> None:
+    out_dir = Path(out_dir)
+    with atomic_path(out_dir / f"{split}.safetensors") as tmp:
+        save_file({"patches": features.patches.contiguous(), "frame_mask": features.frame_mask,
+                   "text": features.text.contiguous(), "text_mask": features.text_mask}, str(tmp))
+    write_json(out_dir / f"{split}.json", {"keys": features.keys})
+
+
+def load_features(out_dir: str | Path, split: str) -> Features:
+    out_dir = Path(out_dir)
+    path = out_dir / f"{split}.safetensors"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no features for split {split!r} (run the features stage)")
+    tensors = load_file(str(path))
+    keys = json.loads((out_dir / f"{split}.json").read_text(encoding="utf-8"))["keys"]
+    return Features(keys, tensors["patches"], tensors["frame_mask"], tensors["text"], tensors["text_mask"])

@@ -1,0 +1,83 @@
+"""Stage ``train``: CAPO training of the Allocator against the frozen backbone (or jointly: ResAdapt-RL).
+
+Reads the features and shards of ``train.split``, the backbone, and section ``train``. Writes the Allocator
+(``train.out_dir``: config.json + model.safetensors), per-step metrics through dvclive (reports/train/live), and the
+held-out measurement on ``train.eval_split`` with the deterministic policy (reports/train/metrics.json).
+Checkpoints every ``train.checkpoint_every`` steps to checkpoints/allocator: killed and rerun, it resumes there.
+"""
+
+import hashlib
+import json
+import time
+import warnings
+from pathlib import Path
+
+import torch
+from dvclive import Live
+
+from resadapt.allocator.model import AllocatorConfig
+from resadapt.backbone.builtin import BuiltinBackbone
+from resadapt.capo.advantage import CapoCoefficients
+from resadapt.capo.measure import measure_allocator
+from resadapt.capo.train import LoopConfig, Video, train_allocator
+from resadapt.data.shards import iter_split
+from resadapt.features.coarse import load_features
+from resadapt.io import write_json
+from resadapt.stage import StageError, run_stage
+
+CHECKPOINTS = Path("checkpoints/allocator")
+
+
+def load_videos(shard_dir: str, split: str, keys: list[str]) -> list[Video]:
+    videos = [Video(key, torch.from_numpy(frames), meta) for key, frames, meta in iter_split(shard_dir, split)]
+    if [v.key for v in videos] != keys:
+        raise StageError(f"features of split {split!r} are not aligned with the shards: rerun the features stage")
+    return videos
+
+
+def main(params, args) -> None:
+    p = params.train
+    torch.set_num_threads(p.threads)
+    if params.backbone.source != "builtin":
+        raise StageError("train on CPU runs the built-in backbone; for a Qwen checkpoint use a GPU run")
+    backbone = BuiltinBackbone.from_pretrained(params.backbone.out_dir, cache=not p.update_backbone)
+    features = load_features(params.features.out_dir, p.split)
+    videos = load_videos(params.shard.out_dir, p.split, features.keys)
+    loop = LoopConfig(**{k: getattr(p, k) for k in LoopConfig.__dataclass_fields__})
+    config = AllocatorConfig(patch_dim=features.patches.shape[-1], text_dim=features.text.shape[-1], width=p.width,
+                             heads=p.heads, depth=p.depth, s_min=p.s_min, s_max=p.s_max, init_scale=p.init_scale,
+                             init_concentration=p.init_concentration)
+    capo = CapoCoefficients(**p.capo.model_dump())
+    fingerprint = hashlib.sha256((p.model_dump_json() + json.dumps(features.keys)).encode()).hexdigest()
+    live = Live("reports/train/live", dvcyaml=False, save_dvc_exp=False, report=None)
+
+    def log(step: int, metrics: dict) -> None:
+        live.step = step
+        for key, value in metrics.items():
+            if key != "step" and value is not None:
+                live.log_metric(key, value)
+        live.next_step()
+
+    start = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", RuntimeWarning)
+        allocator, history = train_allocator(loop, config, capo, features, videos, backbone, CHECKPOINTS, log=log,
+                                             progress=not args.no_progress, fingerprint=fingerprint)
+    seconds = time.perf_counter() - start
+    allocator.save_pretrained(p.out_dir)
+    held_out = load_features(params.features.out_dir, p.eval_split)
+    metrics = measure_allocator(allocator, backbone, held_out,
+                                load_videos(params.shard.out_dir, p.eval_split, held_out.keys))
+    metrics["train_seconds"] = round(sum(h["seconds"] for h in history), 1)
+    metrics["steps"] = len(history)
+    full, ours = metrics["full/accuracy"], metrics["resadapt/accuracy"]
+    metrics["targets_met"] = bool(metrics["resadapt/retention"] <= 0.15 and ours >= full - 0.05
+                                  and metrics.get("scale/queried_over_others", 0) >= 3
+                                  and metrics["train_seconds"] <= 900)
+    write_json("reports/train/metrics.json", metrics)
+    print(f"train: {len(history)} steps ({seconds:.0f} s in this run); " + json.dumps(
+        {k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()}))
+
+
+if __name__ == "__main__":
+    run_stage("train", __doc__, main)

@@ -1,0 +1,77 @@
+import pytest
+import torch
+
+from resadapt.allocator.model import Allocator, AllocatorConfig, beta_log_prob, sample_u
+
+
+def inputs(b=3, t=6, n=5, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    patches = torch.randn(b, t, 4, 64, generator=g)
+    frame_mask = torch.ones(b, t, dtype=torch.bool)
+    frame_mask[0, -2:] = False
+    text = torch.randn(b, n, 32, generator=g)
+    text_mask = torch.ones(b, n, dtype=torch.bool)
+    text_mask[1, -1] = False
+    return patches, frame_mask, text, text_mask
+
+
+def allocator(**over):
+    torch.manual_seed(0)
+    model = Allocator(AllocatorConfig(**over))
+    model.init_policy()
+    return model.eval()
+
+
+def test_initial_policy_is_the_same_beta_on_every_frame():
+    model = allocator(s_min=0.2, s_max=2.0, init_scale=1.0, init_concentration=5.0)
+    out = model(*inputs())
+    u_mean = out["alpha"] / (out["alpha"] + out["beta"])
+    assert torch.allclose(model.scales(u_mean), torch.full_like(u_mean, 1.0), atol=1e-5)
+    assert torch.allclose(out["kappa"], torch.full_like(u_mean, 5.0), atol=1e-5)
+    assert out["alpha"][0, 0].item() == pytest.approx(2.222, abs=1e-3)  # the spec's Beta(2.22, 2.78)
+    assert out["beta"][0, 0].item() == pytest.approx(2.778, abs=1e-3)
+
+
+def test_alpha_and_beta_stay_above_one_whatever_the_weights():
+    model = allocator()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 3)
+    out = model(*inputs(seed=1))
+    assert (out["alpha"] > 1).all() and (out["beta"] > 1).all() and torch.isfinite(out["kappa"]).all()
+
+
+def test_padded_frames_do_not_change_valid_outputs():
+    model = allocator()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.1)
+    patches, frame_mask, text, text_mask = inputs()
+    a = model(patches, frame_mask, text, text_mask)
+    patches2 = patches.clone()
+    patches2[0, -2:] = 100.0
+    b = model(patches2, frame_mask, text, text_mask)
+    assert torch.allclose(a["alpha"][0, :4], b["alpha"][0, :4], atol=1e-5)
+
+
+def test_sampling_and_log_density():
+    model = allocator()
+    out = model(*inputs())
+    g = torch.Generator().manual_seed(0)
+    u = sample_u(out["alpha"], out["beta"], g)
+    assert u.dtype == torch.float32 and ((u > 0) & (u < 1)).all()
+    logq = beta_log_prob(u, out["alpha"], out["beta"])
+    assert torch.isfinite(logq).all()
+    logq.sum().backward()
+    assert model.budget[-1].bias.grad is not None
+
+
+def test_save_and_load(tmp_path):
+    model = allocator(width=32, heads=4)
+    model.save_pretrained(tmp_path)
+    assert (tmp_path / "model.safetensors").is_file()
+    loaded = Allocator.from_pretrained(tmp_path).eval()
+    x = inputs()
+    x = (x[0][..., :64], x[1], x[2], x[3])
+    assert torch.allclose(model(*x)["alpha"], loaded(*x)["alpha"])
+    assert loaded.config.s_max == model.config.s_max

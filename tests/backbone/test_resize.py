@@ -1,0 +1,60 @@
+import random
+
+import pytest
+import torch
+
+from resadapt.backbone.resize import (
+    QWEN2_5_VL,
+    QWEN3_VL,
+    GridSpec,
+    apply_plan,
+    chunk_scales,
+    plan_resize,
+    resize_frames,
+    target_size,
+)
+
+qwen_vl_utils = pytest.importorskip("qwen_vl_utils")
+
+
+def test_chunk_scales_are_pair_means_with_a_short_last_chunk():
+    assert chunk_scales([1.0, 0.2, 0.5, 0.5, 2.0], 2) == pytest.approx([0.6, 0.5, 2.0])
+    assert chunk_scales([1.0, 0.2], 1) == [1.0, 0.2]
+
+
+@pytest.mark.parametrize("grid", [QWEN2_5_VL, QWEN3_VL, GridSpec(factor=28, temporal_patch=1)])
+def test_target_size_agrees_with_qwen_vl_utils(grid):
+    rng = random.Random(1)
+    half = grid.factor // 2
+    for _ in range(3000):
+        h, w, s = rng.randint(56, 1500), rng.randint(56, 1500), rng.uniform(0.05, 2.5)
+        h0, w0 = max(half, int(h * s)), max(half, int(w * s))
+        expected = qwen_vl_utils.smart_resize(h0, w0, grid.factor, grid.min_pixels, grid.max_pixels)
+        assert target_size(h, w, s, grid) == expected, (h, w, s)
+
+
+def test_tokens_and_retention_follow_the_grid():
+    plan = plan_resize((224, 224), [1.0, 1.0, 0.2, 0.2, 0.5], QWEN2_5_VL)
+    assert plan.sizes == [(224, 224), (56, 56), (112, 112)]
+    assert plan.tokens == [64, 4, 16] and plan.total_tokens == 84
+    assert plan.full_tokens == 3 * 64 and plan.retention == pytest.approx(84 / 192)
+    uniform = plan_resize((224, 224), [0.5] * 16, GridSpec(temporal_patch=1))
+    assert uniform.retention == pytest.approx(0.25)
+    capped = plan_resize((812, 812), [2.0, 2.0], QWEN2_5_VL)  # at the pixel cap already: no upscaling
+    assert capped.sizes == [(784, 756)] or capped.total_tokens <= 768
+
+
+def test_bad_scales_are_errors():
+    with pytest.raises(ValueError, match="finite and positive"):
+        plan_resize((224, 224), [1.0, float("nan")], QWEN2_5_VL)
+
+
+def test_apply_plan_resizes_each_chunk_with_antialiasing():
+    checker = (torch.arange(224)[:, None] + torch.arange(224)[None, :]) % 2 * 255
+    frames = checker.to(torch.uint8)[None, :, :, None].expand(4, -1, -1, 3).contiguous()
+    plan = plan_resize((224, 224), [1.0, 1.0, 0.25, 0.25], QWEN2_5_VL)
+    full, small = apply_plan(frames, plan)
+    assert full.shape == (2, 224, 224, 3) and torch.equal(full, frames[:2])
+    assert small.shape == (2, 56, 56, 3)
+    assert (small.float() - 127.5).abs().max() < 8  # the 1-px checker averages to grey, no aliasing
+    assert resize_frames(frames[:1], (28, 56)).shape == (1, 28, 56, 3)

@@ -1,0 +1,89 @@
+"""Each CAPO formula against hand-computed values, degenerate groups included."""
+
+import math
+
+import pytest
+import torch
+
+from resadapt.capo.advantage import (
+    CapoCoefficients,
+    base_advantage,
+    capo_advantage,
+    cost_pivot,
+    cost_shaping,
+    grpo_advantage,
+    proxy_cost,
+)
+
+K = CapoCoefficients()
+
+
+def sig(x):
+    return 1 / (1 + math.exp(-x))
+
+
+def test_proxy_cost_is_normalised_mean_scale_over_valid_frames():
+    scales = torch.tensor([[1.0, 0.2, 9.0], [2.0, 2.0, 2.0]])
+    mask = torch.tensor([[1.0, 1.0, 0.0], [1.0, 1.0, 1.0]])
+    cost = proxy_cost(scales, mask, 0.2, 2.0)
+    assert cost[0].item() == pytest.approx((0.6 - 0.2) / (1.8 + 1e-6))
+    assert cost[1].item() == pytest.approx(1.0)  # clipped
+
+
+def test_base_advantage_z_scores_with_population_std():
+    acc = torch.tensor([[1.0, 0.0, 1.0, 0.0]])
+    assert base_advantage(acc)[0].tolist() == pytest.approx([1, -1, 1, -1], abs=1e-5)
+    acc = torch.tensor([[1.0, 0.0, 0.0]])  # mean 1/3, std √2/3
+    expected = [(1 - 1 / 3) / (math.sqrt(2) / 3 + 1e-6), (-1 / 3) / (math.sqrt(2) / 3 + 1e-6)]
+    assert base_advantage(acc)[0, :2].tolist() == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("acc", [[[1.0, 1.0, 1.0]], [[0.0, 0.0, 0.0]], [[0.7]]])
+def test_degenerate_groups_have_no_base_advantage(acc):
+    assert torch.equal(base_advantage(torch.tensor(acc)), torch.zeros(1, len(acc[0])))
+
+
+def test_pivot_mixes_group_cost_and_target():
+    cost = torch.tensor([[0.2, 0.6]], requires_grad=True)
+    pivot = cost_pivot(cost, 0.5, 0.4)
+    assert pivot.item() == pytest.approx(0.5 * 0.4 + 0.5 * 0.4) and not pivot.requires_grad
+
+
+def test_shaping_by_hand_both_signs():
+    acc, cost, pivot = torch.tensor([[1.0, 0.0]]), torch.tensor([[0.1, 0.1]]), torch.tensor([[0.4]])
+    r = sig((0.4 - 0.1) / 0.15) - 0.5  # cheap: r_small > 0
+    s = cost_shaping(acc, cost, pivot, K)
+    assert s[0, 0].item() == pytest.approx(0.7 * 1.0 * r)  # correct and cheap: bonus
+    assert s[0, 1].item() == pytest.approx(-1.3 * 1.0 * r)  # wrong and cheap: penalty (reference code)
+    paper = cost_shaping(acc, cost, pivot, CapoCoefficients(incorrect_shaping="fewer_pixels"))
+    assert paper[0, 1].item() == pytest.approx(+1.3 * r)  # paper prose: wrong-and-expensive is what is penalised
+    low = cost_shaping(torch.tensor([[0.01]]), torch.tensor([[0.1]]), pivot, K)
+    assert low.item() == pytest.approx(-1.3 * 0.99 * r)  # acc 0.01 is incorrect (≤ 0.35)
+    tiny = cost_shaping(torch.tensor([[0.36]]), torch.tensor([[0.1]]), pivot, K)
+    assert tiny.item() == pytest.approx(0.7 * max(0.36**0.5, 0.05) * r)
+
+
+def test_capo_advantage_by_hand_and_floor():
+    acc = torch.tensor([[1.0, 0.0]])
+    cost = torch.tensor([[0.9, 0.1]])
+    pivot = 0.5 * 0.5 + 0.5 * 0.4
+    a_hat = [1.0, -1.0]
+    s_correct = 0.7 * 1.0 * (sig((pivot - 0.9) / 0.15) - 0.5)
+    s_wrong = -1.3 * 1.0 * (sig((pivot - 0.1) / 0.15) - 0.5)
+    expected = [a_hat[0] + 0.25 * s_correct - 0.05 * 0.9, a_hat[1] + 0.25 * s_wrong - 0.05 * 0.1]
+    assert capo_advantage(acc, cost).tolist()[0] == pytest.approx(expected, abs=1e-5)
+    # all correct and expensive: Â = 0 and the cost terms are negative, but the floor keeps correct allocations ≥ 0.001
+    floored = capo_advantage(torch.tensor([[1.0, 1.0]]), torch.tensor([[0.9, 1.0]]))
+    assert floored[0].tolist() == pytest.approx([0.001, 0.001])
+    # all wrong: only the cost terms act, and (reference sign) the cheaper wrong allocation gets the lower advantage
+    wrong = capo_advantage(torch.tensor([[0.0, 0.0]]), torch.tensor([[0.1, 0.9]]))
+    assert wrong[0, 0] < wrong[0, 1]
+    # M = 1: no base advantage, shaping and gas only
+    single = capo_advantage(torch.tensor([[0.0]]), torch.tensor([[0.4]]))
+    pivot1 = 0.5 * 0.4 + 0.5 * 0.4
+    assert single.item() == pytest.approx(0.25 * -1.3 * (sig((pivot1 - 0.4) / 0.15) - 0.5) - 0.05 * 0.4)
+
+
+def test_grpo_advantage():
+    assert grpo_advantage(torch.tensor([[1.0, 0.0]]))[0].tolist() == pytest.approx([1, -1], abs=1e-5)
+    assert torch.equal(grpo_advantage(torch.tensor([[1.0]])), torch.zeros(1, 1))
