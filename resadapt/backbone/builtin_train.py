@@ -108,7 +108,8 @@ def train(videos: list[Video], steps: int, batch_size: int, lr: float, warmup: i
         out, plans = backbone.forward(items)
         log_opts = model.option_logprobs(out["log_class"], [it.query.options for it in items])
         # a grounding answer is the frame pointer itself, trained by loss_frame
-        loss_answer = -torch.stack([lp[a] for lp, a in zip(log_opts, answers, strict=True) if a is not None]).mean()
+        picked = [lp[a] for lp, a in zip(log_opts, answers, strict=True) if a is not None]
+        loss_answer = -torch.stack(picked).mean() if picked else out["log_class"].new_zeros(())
         loss_frame = F.nll_loss(out["log_frame"], torch.tensor(targets))
         frame_colours = torch.tensor([[colours[f["colour"]] for f in v.meta["meta"]["frames"]] for v in batch])
         loss_colour = F.cross_entropy(out["colour_logits"].flatten(0, 1), frame_colours.flatten())
@@ -118,8 +119,9 @@ def train(videos: list[Video], steps: int, batch_size: int, lr: float, warmup: i
             _token_labels(v.meta["meta"], p.sizes, tuple(v.frames.shape[1:3]), model.config.factor, n_classes,
                           classes, length, [s >= LEGIBLE for s in it.scales])
             for v, p, it in zip(batch, plans, items, strict=True)])
-        loss_tokens = F.cross_entropy(out["glyph_logits"].flatten(0, 2), labels.flatten(), weight=none_weight,
-                                      ignore_index=-100)
+        # a batch with no frame at a legible scale has no cell labels (cross-entropy over nothing is NaN)
+        loss_tokens = (F.cross_entropy(out["glyph_logits"].flatten(0, 2), labels.flatten(), weight=none_weight,
+                                       ignore_index=-100) if (labels >= 0).any() else loss_answer.new_zeros(()))
         loss = loss_answer + loss_frame + loss_colour + loss_query + loss_tokens
         opt.zero_grad(set_to_none=True)
         loss.backward()
