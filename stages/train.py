@@ -17,6 +17,7 @@ from dvclive import Live
 
 from resadapt.allocator.model import AllocatorConfig
 from resadapt.backbone.builtin import BuiltinBackbone
+from resadapt.backbone.qwen import pick_device
 from resadapt.capo.advantage import CapoCoefficients
 from resadapt.capo.measure import measure_allocator
 from resadapt.capo.train import LoopConfig, Video, train_allocator
@@ -46,7 +47,7 @@ def main(params, args) -> None:
     loop = LoopConfig(**{k: getattr(p, k) for k in LoopConfig.__dataclass_fields__})
     config = AllocatorConfig(patch_dim=features.patches.shape[-1], text_dim=features.text.shape[-1], width=p.width,
                              heads=p.heads, depth=p.depth, s_min=p.s_min, s_max=p.s_max, init_scale=p.init_scale,
-                             init_concentration=p.init_concentration)
+                             init_concentration=p.init_concentration, aligned_dim=features.frame_embed.shape[-1])
     capo = CapoCoefficients(**p.capo.model_dump())
     fingerprint = hashlib.sha256((p.model_dump_json() + json.dumps(features.keys)).encode()).hexdigest()
     live = Live("reports/train/live", dvcyaml=False, save_dvc_exp=False, report=None)
@@ -62,7 +63,8 @@ def main(params, args) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("always", RuntimeWarning)
         allocator, history = train_allocator(loop, config, capo, features, videos, backbone, CHECKPOINTS, log=log,
-                                             progress=not args.no_progress, fingerprint=fingerprint)
+                                             progress=not args.no_progress, fingerprint=fingerprint,
+                                             device=str(pick_device(p.device)))
     seconds = time.perf_counter() - start
     allocator.save_pretrained(p.out_dir)
     held_out = load_features(params.features.out_dir, p.eval_split)

@@ -3,9 +3,11 @@ features in, one Beta(α_t, β_t) per frame out, with the scale s_t = s_min + (s
 
     pooled_t = Σ_l softmax_l(MLP([LN P_tl; c_t]))·P_tl      query-gated patch pooling (c_t: text attended by seed_t)
     h_t      = TemporalMixer(pooled + PE) + σ(g)·CrossAttn(h, X)
-    e_t      = LN(h_t + MLP(LN[relevance_t, novelty_t, detail_t]))
+    e_t      = LN(h_t + MLP(LN[relevance_t, novelty_t, detail_t, match_t]))
     m_t      = σ(b + a_t − mean a),  κ_t = softplus(·) + 4 ≥ feasibility floor,  α = m·κ,  β = (1 − m)·κ
 
+match_t = (cos(f_t, q) + 1)/2 is the frozen encoder's own frame–query similarity when it embeds both in one space
+(CLIP/SigLIP-style; the built-in encoder's border-colour and asked-colour distributions); 1/2 without one.
 The budget b (clip level) and zero-sum allocation a_t start at 0 weight, so every frame starts at Beta with mean
 scale ``init_scale`` and concentration ``init_concentration``.
 """
@@ -27,11 +29,12 @@ class AllocatorConfig(PretrainedConfig):
 
     def __init__(self, patch_dim: int = 64, text_dim: int = 32, width: int = 64, heads: int = 4, depth: int = 1,
                  s_min: float = 0.2, s_max: float = 1.2, init_scale: float = 0.6, init_concentration: float = 5.0,
-                 **kwargs):
+                 aligned_dim: int = 0, **kwargs):
         super().__init__(**kwargs)
         self.patch_dim, self.text_dim, self.width, self.heads, self.depth = patch_dim, text_dim, width, heads, depth
         self.s_min, self.s_max = s_min, s_max
         self.init_scale, self.init_concentration = init_scale, init_concentration
+        self.aligned_dim = aligned_dim  # width of the encoder's shared frame/query embedding (0: none)
 
 
 def sinusoid(n: int, d: int) -> torch.Tensor:
@@ -63,7 +66,7 @@ class Allocator(PreTrainedModel):
         self.cross = nn.MultiheadAttention(d, config.heads, batch_first=True)
         self.cross_gate = nn.Parameter(torch.tensor(0.25))
         self.rel_frame, self.rel_text = nn.Linear(d, d), nn.Linear(d, d)
-        self.signals = nn.Sequential(nn.LayerNorm(3), nn.Linear(3, d), nn.GELU(), nn.Linear(d, d))
+        self.signals = nn.Sequential(nn.LayerNorm(4), nn.Linear(4, d), nn.GELU(), nn.Linear(d, d))
         self.state_norm = nn.LayerNorm(d)
         self.budget = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, 1))
         self.allocation = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, d // 2), nn.GELU(), nn.Linear(d // 2, 1))
@@ -84,9 +87,10 @@ class Allocator(PreTrainedModel):
         nn.init.constant_(self.budget[-1].bias, math.log(u0 / (1 - u0)))
         nn.init.constant_(self.concentration[-1].bias, math.log(math.expm1(c.init_concentration - 4)))
 
-    def forward(self, patches: torch.Tensor, frame_mask: torch.Tensor, text: torch.Tensor,
-                text_mask: torch.Tensor) -> dict[str, torch.Tensor]:
-        """patches [B, T, L, patch_dim], frame_mask [B, T], text [B, N, text_dim], text_mask [B, N] (bool)."""
+    def forward(self, patches: torch.Tensor, frame_mask: torch.Tensor, text: torch.Tensor, text_mask: torch.Tensor,
+                frame_embed: torch.Tensor | None = None, query_embed: torch.Tensor | None = None) -> dict:
+        """patches [B, T, L, patch_dim], frame_mask [B, T], text [B, N, text_dim], text_mask [B, N] (bool);
+        with ``aligned_dim``: frame_embed [B, T, E] and query_embed [B, E] in the encoder's shared space."""
         d = self.config.width
         p = self.proj_patch(patches)  # [B, T, L, D]
         x = self.proj_text(text)  # [B, N, D]
@@ -107,7 +111,11 @@ class Allocator(PreTrainedModel):
         pair = (hn @ hn.transpose(1, 2)) * frame_mask[:, None] * frame_mask[:, :, None]
         others = (frame_mask.sum(-1, keepdim=True) - 1).clamp_min(1)
         novelty = 1 - ((pair.sum(-1) - (hn * hn).sum(-1) * frame_mask) / others).clamp(0, 1)
-        e = self.state_norm(h + self.signals(torch.stack([relevance, novelty, detail], -1)))
+        if self.config.aligned_dim:
+            match = (F.cosine_similarity(frame_embed, query_embed[:, None], dim=-1) + 1) / 2
+        else:
+            match = torch.full_like(relevance, 0.5)
+        e = self.state_norm(h + self.signals(torch.stack([relevance, novelty, detail, match], -1)))
 
         b = self.budget(masked_mean(e, frame_mask, 1))  # [B, 1]
         a = self.allocation(e)[..., 0]  # [B, T]

@@ -101,7 +101,8 @@ class BuiltinVideoQA(PreTrainedModel):
     def frame_outputs(self, frames: Sequence[torch.Tensor]) -> dict[str, torch.Tensor]:
         """What each frame says on its own, whatever the question: border colour and the glyph class it reads.
 
-        frames: n uint8 [h, w, 3] → glyph_logits [n, L, K+1], token_mask [n, L], colour_logits [n, C],
+        frames: n uint8 [h, w, 3] → tokens [n, L, width], glyph_logits [n, L, K+1], token_mask [n, L],
+        colour_logits [n, C],
         log_class_t [n, K] (the class read where the glyph most likely is: log Σ_l b_l softmax(g_l)).
         """
         feats, mask = self.encode_frames(frames)
@@ -111,15 +112,19 @@ class BuiltinVideoQA(PreTrainedModel):
         presence = torch.logsumexp(log_g[..., :-1], -1) - log_g[..., -1]
         log_b = presence.masked_fill(~mask, float("-inf")).log_softmax(-1)  # [n, L]
         log_class_t = torch.logsumexp(log_b[..., None] + glyph_logits[..., :-1].log_softmax(-1), 1)
-        return {"glyph_logits": glyph_logits, "token_mask": mask, "colour_logits": self.colour_head(pooled),
-                "log_class_t": log_class_t}
+        return {"tokens": feats, "glyph_logits": glyph_logits, "token_mask": mask,
+                "colour_logits": self.colour_head(pooled), "log_class_t": log_class_t}
+
+    def query_colour_logits(self, questions: Sequence[str]) -> torch.Tensor:
+        """[B, C]: which border colour each question asks about."""
+        ids = [torch.tensor(self.word_ids(q)) for q in questions]
+        offsets = torch.tensor([0] + [len(i) for i in ids[:-1]]).cumsum(0)
+        return self.query_colour(self.word_embedding(torch.cat(ids), offsets))
 
     def answer(self, colour_logits: torch.Tensor, log_class_t: torch.Tensor,
                questions: Sequence[str]) -> dict[str, torch.Tensor]:
         """colour_logits [B, T, C], log_class_t [B, T, K] → the frame pointer log a [B, T] and log P(k) [B, K]."""
-        ids = [torch.tensor(self.word_ids(q)) for q in questions]
-        offsets = torch.tensor([0] + [len(i) for i in ids[:-1]]).cumsum(0)
-        query_colour = self.query_colour(self.word_embedding(torch.cat(ids), offsets))  # [B, C]
+        query_colour = self.query_colour_logits(questions)  # [B, C]
         frame_logits = torch.logsumexp(query_colour.log_softmax(-1)[:, None] + colour_logits.log_softmax(-1), -1)
         log_a = frame_logits.log_softmax(-1)
         log_class = torch.logsumexp(log_a[..., None] + log_class_t, 1)

@@ -124,12 +124,13 @@ def train_allocator(loop: LoopConfig, allocator_config: AllocatorConfig, capo: C
                     features: Features, videos: list[Video], backbone, checkpoint_dir: Path,
                     log: Callable[[int, dict], None] = lambda step, m: None, progress: bool = True,
                     on_step: Callable[[int], None] = lambda step: None,
-                    fingerprint: str = "") -> tuple[Allocator, list[dict]]:
+                    fingerprint: str = "", device: str = "cpu") -> tuple[Allocator, list[dict]]:
     """Train from scratch, or resume from a checkpoint in ``checkpoint_dir`` with the same ``fingerprint``;
     returns the Allocator and the per-step metrics."""
     torch.manual_seed(loop.seed)
     allocator = Allocator(allocator_config)
     allocator.init_policy()
+    allocator.to(device)
     opt = torch.optim.AdamW(allocator.parameters(), lr=loop.lr, betas=(0.9, 0.999), weight_decay=loop.weight_decay)
     models, optimizers = {"allocator": allocator}, {"allocator": opt}
     backbone_opt = None
@@ -151,16 +152,17 @@ def train_allocator(loop: LoopConfig, allocator_config: AllocatorConfig, capo: C
         torch.manual_seed(loop.seed * 1_000_003 + step)
         index = torch.randint(len(videos), (B,), generator=gen)
         batch = [videos[i] for i in index.tolist()]
-        patches, frame_mask, text, text_mask = features.select(index)
-        out = allocator(patches, frame_mask, text, text_mask)
+        inputs = [x.to(device) for x in features.select(index)]
+        frame_mask = inputs[1]
+        out = allocator(*inputs)
         _finite(step, alpha=out["alpha"], beta=out["beta"])
         T = frame_mask.shape[1]
         alpha, beta = out["alpha"][:, None].expand(B, M, T), out["beta"][:, None].expand(B, M, T)
-        u = sample_u(alpha, beta, gen)  # [B, M, T], fp32 end to end
+        u = sample_u(alpha.cpu(), beta.cpu(), gen).to(device)  # [B, M, T], fp32 end to end
         scales = allocator.scales(u)
-        rollouts = backbone.generate(rollout_items(batch, scales), n=N)
+        rollouts = backbone.generate(rollout_items(batch, scales.cpu()), n=N)
         acc = torch.tensor([[sum(v.score(a) for a in rollouts.answers[b * M + m]) / N for m in range(M)]
-                            for b, v in enumerate(batch)])  # [B, M]
+                            for b, v in enumerate(batch)], device=device)  # [B, M]
         mask = frame_mask[:, None].expand(B, M, T).float()
         cost = proxy_cost(scales, mask, allocator_config.s_min, allocator_config.s_max)  # [B, M]
         advantage = capo_advantage(acc, cost, capo)
@@ -168,7 +170,7 @@ def train_allocator(loop: LoopConfig, allocator_config: AllocatorConfig, capo: C
         losses = {}
         for epoch in range(loop.ppo_epochs):
             if epoch:
-                out = allocator(patches, frame_mask, text, text_mask)
+                out = allocator(*inputs)
             logq = beta_log_prob(u, out["alpha"][:, None].expand(B, M, T), out["beta"][:, None].expand(B, M, T))
             l_ppo = ppo_loss(logq.flatten(0, 1), logq_old.flatten(0, 1), advantage.flatten(), mask.flatten(0, 1),
                              loop.clip_low, loop.clip_high, loop.dual_clip)
@@ -184,7 +186,8 @@ def train_allocator(loop: LoopConfig, allocator_config: AllocatorConfig, capo: C
         sched.step()
         if backbone_opt is not None:
             losses["backbone"] = backbone_step(backbone, backbone_opt, batch, scales, rollouts, M, N, loop)
-        metrics = step_metrics(scales, frame_mask, acc, cost, rollouts.retention, out, losses, batch,
+        metrics = step_metrics(scales.cpu(), frame_mask.cpu(), acc.cpu(), cost.cpu(), rollouts.retention,
+                               {k: v.detach().cpu() for k, v in out.items()}, losses, batch,
                                allocator_config.s_min, allocator_config.s_max)
         metrics.update(step=step, seconds=time.perf_counter() - t0, advantage_std=advantage.std().item())
         guard.check(step, metrics["scale/mean"], metrics["kappa/max"])
@@ -201,7 +204,7 @@ def backbone_step(backbone, opt, batch, scales, rollouts, M: int, N: int, loop: 
     acc = torch.tensor([[v.score(a) for m in range(M) for a in rollouts.answers[b * M + m]]
                         for b, v in enumerate(batch)])  # [B, M·N]
     advantage = grpo_advantage(acc).view(-1, N)  # [B·M, N]
-    items = rollout_items(batch, scales)
+    items = rollout_items(batch, scales.cpu())
     logp = backbone.answer_logprobs(items, rollouts.token_ids or rollouts.answers)  # [B·M, N]
     ratio = torch.exp((logp - rollouts.logprobs).clamp(-20, 20))
     surrogate = torch.minimum(ratio * advantage, ratio.clamp(1 - loop.clip_low, 1 + loop.clip_high) * advantage)
@@ -215,7 +218,8 @@ def backbone_step(backbone, opt, batch, scales, rollouts, M: int, N: int, loop: 
 
 def deterministic_scales(allocator: Allocator, features: Features, index: list[int] | torch.Tensor) -> torch.Tensor:
     """Eval action: the Beta mean, u = α/(α + β) → scales [n, T]."""
+    device = next(allocator.parameters()).device
     with torch.no_grad():
-        out = allocator(*features.select(index))
-    return allocator.scales(out["alpha"] / (out["alpha"] + out["beta"]))
+        out = allocator(*[x.to(device) for x in features.select(index)])
+    return allocator.scales(out["alpha"] / (out["alpha"] + out["beta"])).cpu()
 

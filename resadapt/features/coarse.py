@@ -1,11 +1,13 @@
 """Coarse features per shard sample, from a frozen lightweight encoder over low-resolution frames.
 
 On the default the encoder is the built-in backbone's own frame stem at ``side``×``side`` pixels (one token per
-28-px cell, so 4 tokens at 56 px) and its word embeddings for the question. Frames come from the same shards the
+28-px cell, so 4 tokens at 56 px) and its word embeddings for the question; like a CLIP/SigLIP encoder it also
+embeds frames and query in one shared space (the distribution over border colours a frame shows at that low
+resolution, and the one the question asks for). Frames come from the same shards the
 backbone reads, so the Allocator sees exactly the frames the backbone sees (spec §10.1).
 
 Stored per split as ``<split>.safetensors`` (patches [N, T, L, Dp], frame_mask [N, T], text [N, Nw, Dx],
-text_mask [N, Nw]) plus ``<split>.json`` (the shard keys, in the same order).
+text_mask [N, Nw], frame_embed [N, T, E], query_embed [N, E]) plus ``<split>.json`` (the shard keys, in the same order).
 """
 
 from __future__ import annotations
@@ -31,9 +33,13 @@ class Features:
     frame_mask: torch.Tensor  # [N, T] bool
     text: torch.Tensor  # [N, Nw, Dx]
     text_mask: torch.Tensor  # [N, Nw] bool
+    frame_embed: torch.Tensor  # [N, T, E] frames in the encoder's shared frame/query space
+    query_embed: torch.Tensor  # [N, E]
 
     def select(self, index: torch.Tensor | list[int]) -> tuple[torch.Tensor, ...]:
-        return self.patches[index], self.frame_mask[index], self.text[index], self.text_mask[index]
+        """The Allocator's inputs for these samples, in its argument order."""
+        return (self.patches[index], self.frame_mask[index], self.text[index], self.text_mask[index],
+                self.frame_embed[index], self.query_embed[index])
 
 
 class BuiltinEncoder:
@@ -45,16 +51,16 @@ class BuiltinEncoder:
         self.model, self.side = model.eval(), side
 
     @torch.no_grad()
-    def frames(self, frames: torch.Tensor) -> torch.Tensor:
-        """uint8 [T, H, W, 3] → [T, L, Dp]."""
-        small = resize_frames(frames, (self.side, self.side))
-        tokens, _ = self.model.encode_frames(list(small))
-        return tokens
+    def frames(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """uint8 [T, H, W, 3] → patch tokens [T, L, Dp] and shared-space embeddings [T, E]."""
+        out = self.model.frame_outputs(list(resize_frames(frames, (self.side, self.side))))
+        return out["tokens"], out["colour_logits"].softmax(-1)
 
     @torch.no_grad()
-    def text(self, question: str) -> torch.Tensor:
-        """→ [Nw, Dx]: one embedding per word."""
-        return self.model.word_embedding.weight[torch.tensor(self.model.word_ids(question))]
+    def text(self, question: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """→ word embeddings [Nw, Dx] and the shared-space embedding [E]."""
+        words = self.model.word_embedding.weight[torch.tensor(self.model.word_ids(question))]
+        return words, self.model.query_colour_logits([question])[0].softmax(-1)
 
 
 def _pad(rows: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -67,22 +73,27 @@ def _pad(rows: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def extract_split(encoder: BuiltinEncoder, shard_dir: str, split: str, progress: bool = True) -> Features:
-    keys, patches, texts = [], [], []
+    keys, patches, texts, frame_embeds, query_embeds = [], [], [], [], []
     for key, frames, meta in tqdm(iter_split(shard_dir, split), desc=f"features {split}", unit="video",
                                   disable=not progress):
         keys.append(key)
-        patches.append(encoder.frames(torch.from_numpy(frames)))
-        texts.append(encoder.text(meta["question"]))
+        tokens, frame_embed = encoder.frames(torch.from_numpy(frames))
+        words, query_embed = encoder.text(meta["question"])
+        patches.append(tokens)
+        frame_embeds.append(frame_embed)
+        texts.append(words)
+        query_embeds.append(query_embed)
     frame_feats, frame_mask = _pad(patches)
     text, text_mask = _pad(texts)
-    return Features(keys, frame_feats, frame_mask, text, text_mask)
+    return Features(keys, frame_feats, frame_mask, text, text_mask, _pad(frame_embeds)[0], torch.stack(query_embeds))
 
 
 def save_features(features: Features, out_dir: str | Path, split: str) -> None:
     out_dir = Path(out_dir)
     with atomic_path(out_dir / f"{split}.safetensors") as tmp:
         save_file({"patches": features.patches.contiguous(), "frame_mask": features.frame_mask,
-                   "text": features.text.contiguous(), "text_mask": features.text_mask}, str(tmp))
+                   "text": features.text.contiguous(), "text_mask": features.text_mask,
+                   "frame_embed": features.frame_embed.contiguous(), "query_embed": features.query_embed}, str(tmp))
     write_json(out_dir / f"{split}.json", {"keys": features.keys})
 
 
@@ -93,4 +104,5 @@ def load_features(out_dir: str | Path, split: str) -> Features:
         raise FileNotFoundError(f"{path}: no features for split {split!r} (run the features stage)")
     tensors = load_file(str(path))
     keys = json.loads((out_dir / f"{split}.json").read_text(encoding="utf-8"))["keys"]
-    return Features(keys, tensors["patches"], tensors["frame_mask"], tensors["text"], tensors["text_mask"])
+    return Features(keys, tensors["patches"], tensors["frame_mask"], tensors["text"], tensors["text_mask"],
+                    tensors["frame_embed"], tensors["query_embed"])

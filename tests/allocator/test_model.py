@@ -54,6 +54,21 @@ def test_padded_frames_do_not_change_valid_outputs():
     assert torch.allclose(a["alpha"][0, :4], b["alpha"][0, :4], atol=1e-5)
 
 
+def test_the_encoders_frame_query_match_is_a_signal_the_policy_can_use():
+    model = allocator(aligned_dim=3)
+    with torch.no_grad():
+        model.allocation[-1].weight.normal_()
+    patches, frame_mask, text, text_mask = inputs()
+    frame_embed = torch.zeros(3, 6, 3)
+    frame_embed[..., 1] = 1.0
+    frame_embed[:, 2] = torch.tensor([1.0, 0.0, 0.0])  # frame 2 shows what the query asks for
+    query_embed = torch.tensor([[1.0, 0.0, 0.0]]).expand(3, -1)
+    a = model(patches, frame_mask, text, text_mask, frame_embed, query_embed)
+    frame_embed[:, 2] = frame_embed[:, 3]
+    b = model(patches, frame_mask, text, text_mask, frame_embed, query_embed)
+    assert not torch.allclose(a["mean"][:, 2], b["mean"][:, 2])
+
+
 def test_sampling_and_log_density():
     model = allocator()
     out = model(*inputs())

@@ -31,7 +31,8 @@ def setup():
         videos.append(Video(f"v{i}", torch.from_numpy(np.stack([f for f, _ in rendered])), meta))
     g = torch.Generator().manual_seed(0)
     features = Features([v.key for v in videos], torch.randn(6, T, 4, 16, generator=g), torch.ones(6, T, dtype=bool),
-                        torch.randn(6, 5, 8, generator=g), torch.ones(6, 5, dtype=bool))
+                        torch.randn(6, 5, 8, generator=g), torch.ones(6, 5, dtype=bool),
+                        torch.randn(6, T, 3, generator=g), torch.randn(6, 3, generator=g))
     return videos, features
 
 
@@ -42,7 +43,7 @@ def backbone(cache=True):
     return BuiltinBackbone(BuiltinVideoQA(config).eval(), cache=cache)
 
 
-CONFIG = AllocatorConfig(patch_dim=16, text_dim=8, width=16, heads=2, depth=1)
+CONFIG = AllocatorConfig(patch_dim=16, text_dim=8, width=16, heads=2, depth=1, aligned_dim=3)
 LOOP = LoopConfig(steps=6, prompts=3, allocations=4, answers=2, warmup=2, checkpoint_every=2)
 
 
@@ -97,7 +98,8 @@ def test_resadapt_rl_updates_the_backbone_too(setup, tmp_path):
 
 def test_non_finite_inputs_are_errors(setup, tmp_path):
     videos, features = setup
-    bad = Features(features.keys, features.patches.clone(), features.frame_mask, features.text, features.text_mask)
+    bad = Features(features.keys, features.patches.clone(), features.frame_mask, features.text, features.text_mask,
+                   features.frame_embed, features.query_embed)
     bad.patches[:] = float("nan")
     with pytest.raises(FloatingPointError, match="non-finite"):
         train_allocator(LOOP, CONFIG, CapoCoefficients(), bad, videos, backbone(), tmp_path, progress=False)
