@@ -58,6 +58,12 @@ def test_dvc_repro_runs_the_data_stages_then_has_nothing_to_do(scratch):
     assert (scratch / "reports/train/live/metrics.json").is_file()
     second = sh(scratch, "dvc", "repro")
     assert "Data and pipelines are up to date" in second.stdout
+    experiment = sh(scratch, "dvc", "exp", "run", "-S", "train.steps=4", check=False)
+    assert experiment.returncode == 0, experiment.stderr + experiment.stdout
+    assert "Stage 'backbone' didn't change" in experiment.stdout and "Running stage 'train'" in experiment.stdout
+    assert json.loads((scratch / "reports/train/metrics.json").read_text())["steps"] == 4
+    typo = sh(scratch, "dvc", "exp", "run", "-S", "+train.step=4", check=False)
+    assert typo.returncode != 0 and "train.step: unknown key" in typo.stderr + typo.stdout
 
 
 @pytest.mark.slow

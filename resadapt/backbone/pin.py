@@ -2,18 +2,11 @@
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
+from resadapt.io import sha256_file
+
 PINNED_FILES = ("*.json", "*.safetensors", "*.jinja", "*.model", "*.txt")
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def checkpoint_identity(checkpoint: str, revision: str = "") -> dict:
@@ -24,7 +17,7 @@ def checkpoint_identity(checkpoint: str, revision: str = "") -> dict:
         if not any(p.suffix == ".safetensors" for p in files):
             raise FileNotFoundError(f"{local}: no *.safetensors weights in this checkpoint folder")
         return {"checkpoint": str(local.resolve()), "revision": revision or None,
-                "files": {p.name: _sha256(p) for p in files}}
+                "files": {p.name: sha256_file(p) for p in files}}
     if local.is_absolute() or checkpoint.startswith((".", "~")) or local.exists():
         raise FileNotFoundError(f"{checkpoint}: no such checkpoint folder")
     from huggingface_hub import HfApi

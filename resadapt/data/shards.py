@@ -29,7 +29,7 @@ from resadapt.config import ShardParams
 from resadapt.data.manifest import Sample, read_manifest, sample_row
 from resadapt.data.video import VideoError, decode_frames, probe, sample_indices
 from resadapt.grid import smart_resize
-from resadapt.io import write_json, write_jsonl
+from resadapt.io import sha256_file, write_json, write_jsonl
 
 INDEX = "index.json"
 FORMAT = "resadapt-shards/1"
@@ -92,14 +92,6 @@ def _ordered_map(fn: Callable, items: list, n_workers: int) -> Iterator:
             pending.extend(pool.submit(fn, x) for x in islice(it, 1))
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _count_samples(path: Path) -> int:
     with tarfile.open(path) as tar:
         return len({m.name.split(".", 1)[0] for m in tar.getmembers()})
@@ -155,7 +147,7 @@ def write_shards(manifest: str | Path, params: ShardParams, progress: bool = Tru
              "max_pixels": params.max_pixels, "rejected": len(rejects), "splits": {}}
     for split in sorted(splits):
         files = sorted(out_dir.glob(f"{split}-*.tar"))
-        shards = [{"file": f.name, "samples": _count_samples(f), "bytes": f.stat().st_size, "sha256": _sha256(f)}
+        shards = [{"file": f.name, "samples": _count_samples(f), "bytes": f.stat().st_size, "sha256": sha256_file(f)}
                   for f in files]
         index["splits"][split] = {"samples": sum(s["samples"] for s in shards), "shards": shards}
     rejects.sort(key=lambda r: r["row"])
