@@ -115,9 +115,17 @@ class FeaturesParams(Section):
     """Coarse features for the Allocator, from a frozen lightweight encoder over low-resolution frames."""
 
     out_dir: str = "data/features"
-    encoder: Literal["builtin"] = Field("builtin", description="builtin: the built-in backbone's stem and words")
+    encoder: Literal["builtin", "hf"] = Field("builtin", description="builtin: the built-in backbone's stem and "
+                                              "words; hf: a CLIP/SigLIP-style checkpoint")
+    checkpoint: str = Field("", description="hf: local path or hub id, e.g. google/siglip-base-patch16-224")
     side: int = Field(56, ge=28, description="frames are encoded at side×side pixels")
     splits: list[str] = Field(default_factory=lambda: ["train", "val", "eval"])
+
+    @model_validator(mode="after")
+    def _check(self) -> FeaturesParams:
+        if self.encoder == "hf" and not self.checkpoint:
+            raise ValueError("encoder: hf needs checkpoint (a local path or hub id)")
+        return self
 
 
 class CapoParams(Section):
@@ -141,7 +149,7 @@ class TrainParams(Section):
     out_dir: str = "models/allocator"
     split: str = "train"
     eval_split: str = "val"
-    steps: int = Field(400, ge=1)
+    steps: int = Field(600, ge=1)
     prompts: int = Field(16, ge=1, description="B prompts per step")
     allocations: int = Field(8, ge=1, description="M allocations per prompt")
     answers: int = Field(4, ge=1, description="N answers per allocation")
@@ -157,7 +165,7 @@ class TrainParams(Section):
     sim_coef: float = Field(1e-3, ge=0)
     s_min: float = Field(0.2, gt=0)
     s_max: float = Field(1.2, gt=0, description="1.2, not the paper's 2.0: upscaling 224-px frames adds no detail")
-    init_scale: float = Field(0.6, gt=0)
+    init_scale: float = Field(1.0, gt=0, description="every frame starts at this mean scale (spec: 1.0)")
     init_concentration: float = Field(5.0, gt=4)
     width: int = Field(64, ge=8)
     heads: int = Field(4, ge=1)

@@ -28,7 +28,7 @@ class AllocatorConfig(PretrainedConfig):
     model_type = "resadapt_allocator"
 
     def __init__(self, patch_dim: int = 64, text_dim: int = 32, width: int = 64, heads: int = 4, depth: int = 1,
-                 s_min: float = 0.2, s_max: float = 1.2, init_scale: float = 0.6, init_concentration: float = 5.0,
+                 s_min: float = 0.2, s_max: float = 1.2, init_scale: float = 1.0, init_concentration: float = 5.0,
                  aligned_dim: int = 0, **kwargs):
         super().__init__(**kwargs)
         self.patch_dim, self.text_dim, self.width, self.heads, self.depth = patch_dim, text_dim, width, heads, depth

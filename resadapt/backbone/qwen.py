@@ -107,9 +107,15 @@ class QwenBackbone:
         return before == 0
 
     def answer_logprobs(self, items: Sequence[Item], answers: Sequence[Sequence[str | list[int]]]) -> torch.Tensor:
-        """Σ log π(answer tokens | frames, prompt) for each given answer; one forward per item, answers batched.
+        """Σ log π(answer tokens | frames, prompt) for each given answer → [B, N]."""
+        return torch.stack([(logp * mask).sum(-1) for logp, mask in self.answer_token_logprobs(items, answers)])
 
-        An answer is text (tokenised, plus the end-of-turn token) or the exact token ids a rollout produced.
+    def answer_token_logprobs(self, items: Sequence[Item], answers: Sequence[Sequence[str | list[int]]]
+                              ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Per item: log π of every answer token [N, W] and its mask [N, W] (for token-level PPO).
+
+        An answer is text (tokenised, plus the end-of-turn token) or the exact token ids a rollout produced. One
+        forward per item, its N answers batched.
         """
         rows = []
         eos = self.tokenizer.eos_token
@@ -135,5 +141,5 @@ class QwenBackbone:
             logits = self.model(input_ids=input_ids, attention_mask=attention, **video).logits
             logits = logits[:, prompt.shape[0] - 1 : -1].float().log_softmax(-1)  # [N, width, V]
             token_logp = logits.gather(-1, answer[..., None])[..., 0] * answer_mask
-            rows.append(token_logp.sum(-1).cpu())
-        return torch.stack(rows)
+            rows.append((token_logp.cpu(), answer_mask.cpu()))
+        return rows

@@ -1,6 +1,6 @@
 """Coarse features per shard sample, from a frozen lightweight encoder over low-resolution frames.
 
-On the default the encoder is the built-in backbone's own frame stem at ``side``×``side`` pixels (one token per
+For real runs any CLIP/SigLIP-style checkpoint serves (``HFEncoder``). On the default the encoder is the built-in backbone's own frame stem at ``side``×``side`` pixels (one token per
 28-px cell, so 4 tokens at 56 px) and its word embeddings for the question; like a CLIP/SigLIP encoder it also
 embeds frames and query in one shared space (the distribution over border colours a frame shows at that low
 resolution, and the one the question asks for). Frames come from the same shards the
@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
@@ -63,6 +64,37 @@ class BuiltinEncoder:
         return words, self.model.query_colour_logits([question])[0].softmax(-1)
 
 
+class HFEncoder:
+    """A CLIP/SigLIP-style checkpoint (local path or hub id), frozen: its vision tower's patch tokens over frames
+    downscaled to ``side`` px, its text tower's token states, and both towers' embeddings in their shared space."""
+
+    def __init__(self, checkpoint: str, side: int):
+        from transformers import AutoModel, AutoProcessor
+
+        self.processor = AutoProcessor.from_pretrained(checkpoint)
+        self.model = AutoModel.from_pretrained(checkpoint).eval()
+        if not hasattr(self.model, "get_image_features") or not hasattr(self.model, "get_text_features"):
+            raise ValueError(f"{checkpoint}: not a dual-tower (CLIP/SigLIP-style) model")
+        self.side = side
+
+    @staticmethod
+    def _pooled(out) -> torch.Tensor:
+        return out if isinstance(out, torch.Tensor) else out.pooler_output
+
+    @torch.no_grad()
+    def frames(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        small = resize_frames(frames, (self.side, self.side))
+        pixels = self.processor(images=list(small.numpy()), return_tensors="pt")["pixel_values"]
+        tokens = self.model.vision_model(pixel_values=pixels).last_hidden_state
+        return tokens, F.normalize(self._pooled(self.model.get_image_features(pixel_values=pixels)), dim=-1)
+
+    @torch.no_grad()
+    def text(self, question: str) -> tuple[torch.Tensor, torch.Tensor]:
+        inputs = self.processor(text=[question], return_tensors="pt", padding=True, truncation=True)
+        tokens = self.model.text_model(**inputs).last_hidden_state[0]
+        return tokens, F.normalize(self._pooled(self.model.get_text_features(**inputs))[0], dim=-1)
+
+
 def _pad(rows: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
     width = max(r.shape[0] for r in rows)
     out = torch.zeros(len(rows), width, *rows[0].shape[1:])
@@ -72,7 +104,7 @@ def _pad(rows: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
     return out, mask
 
 
-def extract_split(encoder: BuiltinEncoder, shard_dir: str, split: str, progress: bool = True) -> Features:
+def extract_split(encoder: BuiltinEncoder | HFEncoder, shard_dir: str, split: str, progress: bool = True) -> Features:
     keys, patches, texts, frame_embeds, query_embeds = [], [], [], [], []
     for key, frames, meta in tqdm(iter_split(shard_dir, split), desc=f"features {split}", unit="video",
                                   disable=not progress):
