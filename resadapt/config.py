@@ -53,6 +53,9 @@ class SynthParams(Section):
     def _check(self) -> SynthParams:
         if self.frame_side % 2:
             raise ValueError(f"frame_side must be even (H.264 with 4:2:0 chroma), got {self.frame_side}")
+        if self.glyph_size > self.frame_side // 3:
+            raise ValueError(f"glyph_size {self.glyph_size} does not fit inside the border of a {self.frame_side}-px "
+                             f"frame (at most {self.frame_side // 3})")
         bad = {k: v for k, v in self.splits.items() if v < 0}
         if bad or not self.splits:
             raise ValueError(f"splits must map split names to non-negative counts, got {self.splits}")

@@ -6,7 +6,6 @@ frame at 1 (others 0.2), and the inverse. hf: records the checkpoint's identity 
 Writes ``backbone.out_dir`` (config.json, model.safetensors, identity.json) and reports/backbone/.
 """
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -14,7 +13,7 @@ import torch
 
 from resadapt.backbone.builtin_train import train_and_measure
 from resadapt.backbone.pin import checkpoint_identity
-from resadapt.io import write_json
+from resadapt.io import atomic_dir, sha256_file, write_json
 from resadapt.stage import StageError, run_stage
 
 TARGETS = {"full/accuracy": (">=", 0.90), "uniform/accuracy": ("<=", 0.40), "oracle/accuracy": (">=", 0.85),
@@ -29,7 +28,8 @@ def main(params, args) -> None:
             identity = checkpoint_identity(p.checkpoint, p.revision)
         except (OSError, ValueError) as exc:
             raise StageError(f"backbone.checkpoint {p.checkpoint!r}: {exc}") from None
-        write_json(f"{p.out_dir}/identity.json", {"source": "hf", "engine": p.engine, **identity})
+        with atomic_dir(p.out_dir) as tmp:
+            write_json(tmp / "identity.json", {"source": "hf", "engine": p.engine, **identity})
         write_json("reports/backbone/metrics.json", {"source": "hf", "pinned_files": len(identity["files"])})
         write_json("reports/backbone/train_log.json", [])
         print(f"backbone: pinned {p.checkpoint} ({len(identity['files'])} files)")
@@ -37,12 +37,13 @@ def main(params, args) -> None:
     model, metrics, log = train_and_measure(
         params.shard.out_dir, p.train_split, p.eval_split, steps=p.steps, batch_size=p.batch_size, lr=p.lr,
         warmup=p.warmup, width=p.width, stem_channels=p.stem_channels, seed=p.seed, progress=not args.no_progress)
-    model.save_pretrained(p.out_dir)
     met = {k: (metrics[k] >= t if op == ">=" else metrics[k] <= t) for k, (op, t) in TARGETS.items()}
     metrics["targets_met"] = all(met.values())
-    index = Path(params.shard.out_dir) / "index.json"
-    write_json(f"{p.out_dir}/identity.json", {"source": "builtin", "train_split": p.train_split,
-                                              "shard_index_sha256": hashlib.sha256(index.read_bytes()).hexdigest()})
+    with atomic_dir(p.out_dir) as tmp:
+        model.save_pretrained(tmp)
+        index = Path(params.shard.out_dir) / "index.json"
+        write_json(tmp / "identity.json", {"source": "builtin", "train_split": p.train_split,
+                                           "shard_index_sha256": sha256_file(index)})
     write_json("reports/backbone/metrics.json", metrics)
     write_json("reports/backbone/train_log.json", log[:: max(1, len(log) // 300)])
     print("backbone:", json.dumps({k: metrics[k] for k in ("full/accuracy", "uniform/accuracy", "oracle/accuracy",

@@ -23,7 +23,7 @@ from resadapt.capo.measure import measure_allocator
 from resadapt.capo.train import LoopConfig, Video, train_allocator
 from resadapt.data.shards import iter_split
 from resadapt.features.coarse import load_features
-from resadapt.io import write_json
+from resadapt.io import atomic_dir, sha256_file, write_json
 from resadapt.stage import StageError, run_stage
 
 CHECKPOINTS = Path("checkpoints/allocator")
@@ -49,7 +49,10 @@ def main(params, args) -> None:
                              heads=p.heads, depth=p.depth, s_min=p.s_min, s_max=p.s_max, init_scale=p.init_scale,
                              init_concentration=p.init_concentration, aligned_dim=features.frame_embed.shape[-1])
     capo = CapoCoefficients(**p.capo.model_dump())
-    fingerprint = hashlib.sha256((p.model_dump_json() + json.dumps(features.keys)).encode()).hexdigest()
+    # a checkpoint resumes only for the same params, backbone, features and frames
+    inputs = [Path(params.backbone.out_dir) / "model.safetensors",
+              Path(params.features.out_dir) / f"{p.split}.safetensors", Path(params.shard.out_dir) / "index.json"]
+    fingerprint = hashlib.sha256((p.model_dump_json() + "".join(map(sha256_file, inputs))).encode()).hexdigest()
     live = Live("reports/train/live", dvcyaml=False, save_dvc_exp=False, report=None)
 
     def log(step: int, metrics: dict) -> None:
@@ -66,7 +69,10 @@ def main(params, args) -> None:
                                              progress=not args.no_progress, fingerprint=fingerprint,
                                              device=str(pick_device(p.device)))
     seconds = time.perf_counter() - start
-    allocator.save_pretrained(p.out_dir)
+    with atomic_dir(p.out_dir) as tmp:
+        allocator.save_pretrained(tmp)
+        if p.update_backbone:  # ResAdapt-RL: the backbone was trained too
+            backbone.model.save_pretrained(tmp / "backbone")
     held_out = load_features(params.features.out_dir, p.eval_split)
     metrics = measure_allocator(allocator, backbone, held_out,
                                 load_videos(params.shard.out_dir, p.eval_split, held_out.keys))

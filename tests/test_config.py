@@ -45,6 +45,11 @@ def test_cross_field_rule(tmp_path):
         load_params(write(tmp_path, "synth:\n  frame_side: 225\n"))
 
 
+def test_glyph_must_fit_the_frame(tmp_path):
+    with pytest.raises(ParamsError, match="glyph_size 40 does not fit"):
+        load_params(write(tmp_path, "synth:\n  frame_side: 64\n  glyph_size: 40\n"))
+
+
 def test_not_a_mapping(tmp_path):
     with pytest.raises(ParamsError, match="mapping"):
         load_params(write(tmp_path, "- a\n- b\n"))

@@ -94,16 +94,19 @@ class Allocator(PreTrainedModel):
         d = self.config.width
         p = self.proj_patch(patches)  # [B, T, L, D]
         x = self.proj_text(text)  # [B, N, D]
+        has_text = text_mask.any(-1)  # [B]; a query without text attends to nothing (c_t = seed_t, no cross term)
+        text_mask = text_mask | ~has_text[:, None]
         seed = p.mean(2)  # [B, T, D]
         attn = (seed @ x.transpose(1, 2) / math.sqrt(d)).masked_fill(~text_mask[:, None], float("-inf"))
-        c = attn.softmax(-1) @ x  # [B, T, D]
+        c = torch.where(has_text[:, None, None], attn.softmax(-1) @ x, seed)  # [B, T, D]
         gate = self.gate(torch.cat([self.patch_norm(p), c[:, :, None].expand_as(p)], -1)).softmax(2)  # [B, T, L, 1]
         pooled = (gate * p).sum(2)
         detail = torch.sigmoid(((p - pooled[:, :, None]) ** 2).mean((2, 3)))  # [B, T]
 
         h = pooled + sinusoid(pooled.shape[1], d).to(pooled)
         h = self.temporal(h, src_key_padding_mask=~frame_mask)
-        h = h + torch.sigmoid(self.cross_gate) * self.cross(h, x, x, key_padding_mask=~text_mask)[0]
+        cross = self.cross(h, x, x, key_padding_mask=~text_mask)[0]
+        h = h + torch.sigmoid(self.cross_gate) * cross * has_text[:, None, None]
 
         sim = F.cosine_similarity(self.rel_frame(h)[:, :, None], self.rel_text(x)[:, None], dim=-1)  # [B, T, N]
         relevance = (sim.masked_fill(~text_mask[:, None], -1).amax(-1) + 1) / 2

@@ -30,8 +30,15 @@ def iou(a: tuple[float, float], b: tuple[float, float]) -> float:
 
 
 def parse_letter(text: str, letters: list[str]) -> str | None:
-    """The option letter an answer names: a bare letter, 'B.', '(B)', 'answer: B' …; the last one wins."""
-    found = re.findall(rf"\b([{''.join(letters)}])\b", text.strip().upper())
+    """The option letter an answer names: 'b', 'B.', '(B)', 'The answer is B' …
+
+    A lone answer may be lower case; inside a sentence only capitals count (the article "a" is no option), and the
+    last one wins.
+    """
+    text = text.strip()
+    if text.rstrip(".)").lstrip("(").upper() in letters:
+        return text.rstrip(".)").lstrip("(").upper()
+    found = re.findall(rf"\b([{''.join(letters)}])\b", text)
     return found[-1] if found else None
 
 

@@ -20,7 +20,7 @@ from tqdm import tqdm
 from resadapt.backbone.answers import accuracy
 from resadapt.backbone.builtin import BuiltinBackbone, BuiltinConfig, BuiltinVideoQA, words
 from resadapt.backbone.interface import Item, Query
-from resadapt.data.shards import iter_split
+from resadapt.data.shards import iter_split, sampled_labels
 from resadapt.data.synth import PALETTE, STRIPES, make_question
 
 LEGIBLE = 0.95  # frames at or above this scale get the per-cell glyph labels
@@ -63,7 +63,7 @@ def draw_scales(rng: np.random.Generator, n: int, target: int) -> list[float]:
     return scales.tolist()
 
 
-def _token_labels(meta: dict, sizes: list[tuple[int, int]], base: tuple[int, int], factor: int, n_classes: int,
+def _token_labels(frames: list[dict], sizes: list[tuple[int, int]], base: tuple[int, int], factor: int, n_classes: int,
                   classes: dict[str, int], length: int, legible: list[bool]) -> torch.Tensor:
     """[T, L] glyph class of the cell holding each glyph's centre, ``n_classes`` (none) elsewhere, -100 if unused."""
     labels = torch.full((len(sizes), length), -100, dtype=torch.long)
@@ -72,9 +72,9 @@ def _token_labels(meta: dict, sizes: list[tuple[int, int]], base: tuple[int, int
             continue
         cols = w // factor
         labels[t, : (h // factor) * cols] = n_classes
-        x, y, bw, bh = meta["frames"][t]["box"]
+        x, y, bw, bh = frames[t]["box"]
         row, col = int((y + bh / 2) * h / base[0] // factor), int((x + bw / 2) * w / base[1] // factor)
-        labels[t, row * cols + col] = classes[meta["frames"][t]["glyph"]]
+        labels[t, row * cols + col] = classes[frames[t]["glyph"]]
     return labels
 
 
@@ -100,7 +100,7 @@ def train(videos: list[Video], steps: int, batch_size: int, lr: float, warmup: i
             n = len(v.frames)
             target = int(rng.integers(n))
             task = "grounding" if rng.random() < GROUNDING_SHARE else "mcq"
-            question, options, answer, _ = make_question(rng, v.meta["meta"]["frames"], target, task,
+            question, options, answer, _ = make_question(rng, sampled_labels(v.meta)[0], target, task,
                                                          v.meta["meta"]["glyph_kind"], 1.0)
             items.append(Item(v.frames, draw_scales(rng, n, target), Query(question, tuple(options), task)))
             targets.append(target)
@@ -111,12 +111,13 @@ def train(videos: list[Video], steps: int, batch_size: int, lr: float, warmup: i
         picked = [lp[a] for lp, a in zip(log_opts, answers, strict=True) if a is not None]
         loss_answer = -torch.stack(picked).mean() if picked else out["log_class"].new_zeros(())
         loss_frame = F.nll_loss(out["log_frame"], torch.tensor(targets))
-        frame_colours = torch.tensor([[colours[f["colour"]] for f in v.meta["meta"]["frames"]] for v in batch])
+        frame_colours = torch.tensor([[colours[f["colour"]] for f in sampled_labels(v.meta)[0]] for v in batch])
         loss_colour = F.cross_entropy(out["colour_logits"].flatten(0, 1), frame_colours.flatten())
         loss_query = F.cross_entropy(out["query_colour"], frame_colours[torch.arange(len(batch)), targets])
         length = out["glyph_logits"].shape[2]
         labels = torch.stack([
-            _token_labels(v.meta["meta"], p.sizes, tuple(v.frames.shape[1:3]), model.config.factor, n_classes,
+            _token_labels(sampled_labels(v.meta)[0], p.sizes, tuple(v.frames.shape[1:3]), model.config.factor,
+                          n_classes,
                           classes, length, [s >= LEGIBLE for s in it.scales])
             for v, p, it in zip(batch, plans, items, strict=True)])
         # a batch with no frame at a legible scale has no cell labels (cross-entropy over nothing is NaN)
@@ -146,7 +147,7 @@ def evaluate(backbone: BuiltinBackbone, videos: list[Video], condition: str, bat
         chunk = videos[start : start + batch_size]
         items = []
         for v in chunk:
-            n, target = len(v.frames), v.meta["meta"]["target_frame"]
+            n, target = len(v.frames), sampled_labels(v.meta)[1]
             scales = {"full": [1.0] * n, "uniform": [math.sqrt(0.1)] * n,
                       "oracle": [1.0 if t == target else 0.2 for t in range(n)],
                       "inverse": [0.2 if t == target else 1.0 for t in range(n)]}[condition]

@@ -26,12 +26,8 @@ class GridSpec:
 
     factor: int = 28
     temporal_patch: int = 2
-    min_tokens: int = 4
+    min_pixels: int = 3136  # 56², for Qwen2.5-VL and Qwen3-VL alike (spec §3.3)
     max_tokens: int = 768
-
-    @property
-    def min_pixels(self) -> int:
-        return self.min_tokens * self.factor**2
 
     @property
     def max_pixels(self) -> int:

@@ -6,7 +6,9 @@
     S_k = 0.7·max(acc_k^½, 0.05)·r_k                        correct (acc_k > 0.35)
     S_k = −1.3·(1 − acc_k)·r_k      (more_pixels)           incorrect: wrong-and-cheap is penalised (reference code)
     S_k = +1.3·(1 − acc_k)·r_k      (fewer_pixels)          incorrect: wrong-and-expensive is penalised (paper prose)
-    A_k = Â_k + 0.25·S_k − 0.05·c_k,   and A_k ≥ 0.001 for correct allocations
+    A_k = Â_k + 0.25·S_k − 0.05·c_k,   and A_k ≥ 0.001 for correct allocations;  A = 0 when M = 1
+
+The dataclass defaults are the reference implementation's; the pipeline's values come from params.yaml.
 """
 
 from __future__ import annotations
@@ -64,7 +66,9 @@ def cost_shaping(acc: torch.Tensor, cost: torch.Tensor, pivot: torch.Tensor, k: 
 
 
 def capo_advantage(acc: torch.Tensor, cost: torch.Tensor, k: CapoCoefficients = CapoCoefficients()) -> torch.Tensor:
-    """A_k = Â_k + shaping·S_k − gas·c_k, floored at ``floor`` for correct allocations. acc, cost: [B, M]."""
+    """A_k = Â_k + shaping·S_k − gas·c_k, floored at ``floor`` for correct allocations; 0 for M = 1. [B, M]."""
+    if acc.shape[-1] < 2:
+        return torch.zeros_like(acc)
     advantage = base_advantage(acc) + k.shaping * cost_shaping(acc, cost, cost_pivot(cost, k.lam, k.tau), k)
     advantage = advantage - k.gas * cost
     correct = acc > k.correct_threshold

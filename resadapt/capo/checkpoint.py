@@ -42,9 +42,16 @@ def save_checkpoint(folder: Path, models: dict[str, torch.nn.Module], optimizers
     shutil.rmtree(old, ignore_errors=True)
 
 
+def _complete(folder: Path) -> Path:
+    """The folder, or the previous checkpoint kept aside if a kill fell between the two renames of a swap."""
+    old = folder.with_name(folder.name + ".old")
+    return folder if (folder / "state.json").is_file() or not (old / "state.json").is_file() else old
+
+
 def load_checkpoint(folder: Path, models: dict[str, torch.nn.Module],
                     optimizers: dict[str, torch.optim.Optimizer]) -> tuple[int, list[dict]]:
     """Restore models and optimisers in place; returns (next step, history)."""
+    folder = _complete(folder)
     state = json.loads((folder / "state.json").read_text(encoding="utf-8"))
     for name, model in models.items():
         model.load_state_dict(load_file(str(folder / f"{name}.safetensors")))
@@ -60,5 +67,5 @@ def load_checkpoint(folder: Path, models: dict[str, torch.nn.Module],
 
 def has_checkpoint(folder: Path, fingerprint: str = "") -> bool:
     """A checkpoint of *this* run: same fingerprint (params and data), so a changed config never resumes."""
-    path = folder / "state.json"
+    path = _complete(folder) / "state.json"
     return path.is_file() and json.loads(path.read_text(encoding="utf-8")).get("fingerprint", "") == fingerprint

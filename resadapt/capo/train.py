@@ -23,6 +23,7 @@ from resadapt.backbone.interface import Item, Query
 from resadapt.capo.advantage import CapoCoefficients, capo_advantage, grpo_advantage, proxy_cost
 from resadapt.capo.checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
 from resadapt.capo.losses import concentration_loss, ppo_loss, similarity_loss
+from resadapt.data.shards import sampled_labels
 from resadapt.features.coarse import Features
 
 
@@ -41,12 +42,13 @@ class Video:
         return accuracy(answer, self.meta["task"], self.meta["answer"], span, self.letters)
 
     def target(self) -> int | None:
-        return (self.meta.get("meta") or {}).get("target_frame")
+        """The queried frame's position among the sampled frames, where the generator recorded it."""
+        return sampled_labels(self.meta)[1]
 
 
 @dataclass(frozen=True)
 class LoopConfig:
-    steps: int = 300
+    steps: int = 600
     prompts: int = 16  # B
     allocations: int = 8  # M
     answers: int = 4  # N
@@ -200,7 +202,8 @@ def train_allocator(loop: LoopConfig, allocator_config: AllocatorConfig, capo: C
 
 
 def backbone_step(backbone, opt, batch, scales, rollouts, M: int, N: int, loop: LoopConfig) -> float:
-    """ResAdapt-RL: token-level PPO on the backbone with GRPO advantages over each prompt's M·N rollouts."""
+    """ResAdapt-RL: PPO on the backbone with GRPO advantages over each prompt's M·N rollouts, same clips as the
+    Allocator. The built-in backbone's answers are single tokens (an option, a frame), so this is token-level."""
     acc = torch.tensor([[v.score(a) for m in range(M) for a in rollouts.answers[b * M + m]]
                         for b, v in enumerate(batch)])  # [B, M·N]
     advantage = grpo_advantage(acc).view(-1, N)  # [B·M, N]
@@ -208,6 +211,7 @@ def backbone_step(backbone, opt, batch, scales, rollouts, M: int, N: int, loop: 
     logp = backbone.answer_logprobs(items, rollouts.token_ids or rollouts.answers)  # [B·M, N]
     ratio = torch.exp((logp - rollouts.logprobs).clamp(-20, 20))
     surrogate = torch.minimum(ratio * advantage, ratio.clamp(1 - loop.clip_low, 1 + loop.clip_high) * advantage)
+    surrogate = torch.where(advantage < 0, torch.maximum(surrogate, loop.dual_clip * advantage), surrogate)
     loss = -surrogate.mean()
     opt.zero_grad(set_to_none=True)
     loss.backward()

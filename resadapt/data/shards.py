@@ -156,6 +156,19 @@ def write_shards(manifest: str | Path, params: ShardParams, progress: bool = Tru
     return index
 
 
+def sampled_labels(meta: dict) -> tuple[list[dict], int | None]:
+    """A shard sample's generator labels for the frames that were sampled (not all frames of the video), and the
+    queried frame's position among them (the nearest sampled frame); ([], None) for videos without labels."""
+    generated = meta.get("meta") or {}
+    if "frames" not in generated:
+        return [], None
+    indices = meta["frame_indices"]
+    labels = [generated["frames"][i] for i in indices]
+    target = generated.get("target_frame")
+    position = None if target is None else min(range(len(indices)), key=lambda k: abs(indices[k] - target))
+    return labels, position
+
+
 def read_index(shard_dir: str | Path) -> dict:
     path = Path(shard_dir) / INDEX
     if not path.is_file():

@@ -1,13 +1,13 @@
 """Coarse features per shard sample, from a frozen lightweight encoder over low-resolution frames.
 
-For real runs any CLIP/SigLIP-style checkpoint serves (``HFEncoder``). On the default the encoder is the built-in backbone's own frame stem at ``side``×``side`` pixels (one token per
-28-px cell, so 4 tokens at 56 px) and its word embeddings for the question; like a CLIP/SigLIP encoder it also
-embeds frames and query in one shared space (the distribution over border colours a frame shows at that low
-resolution, and the one the question asks for). Frames come from the same shards the
-backbone reads, so the Allocator sees exactly the frames the backbone sees (spec §10.1).
+For real runs any CLIP/SigLIP-style checkpoint serves (``HFEncoder``). On the default the encoder is the built-in
+backbone's own frame stem at ``side``×``side`` pixels (one token per 28-px cell, so 4 tokens at 56 px) and its word
+embeddings for the question; like a CLIP/SigLIP encoder it also embeds frames and query in one shared space (the
+distribution over border colours a frame shows at that low resolution, and the one the question asks for). Frames
+come from the same shards the backbone reads, so the Allocator sees exactly the frames the backbone sees (§10.1).
 
 Stored per split as ``<split>.safetensors`` (patches [N, T, L, Dp], frame_mask [N, T], text [N, Nw, Dx],
-text_mask [N, Nw], frame_embed [N, T, E], query_embed [N, E]) plus ``<split>.json`` (the shard keys, in the same order).
+text_mask [N, Nw], frame_embed [N, T, E], query_embed [N, E]) plus ``<split>.json`` (the shard keys, in order).
 """
 
 from __future__ import annotations

@@ -69,6 +69,13 @@ def test_the_encoders_frame_query_match_is_a_signal_the_policy_can_use():
     assert not torch.allclose(a["mean"][:, 2], b["mean"][:, 2])
 
 
+def test_a_query_without_text_stays_finite():
+    patches, frame_mask, text, text_mask = inputs()
+    text_mask[2] = False
+    out = allocator()(patches, frame_mask, text, text_mask)
+    assert torch.isfinite(out["alpha"]).all() and torch.isfinite(out["states"]).all()
+
+
 def test_sampling_and_log_density():
     model = allocator()
     out = model(*inputs())

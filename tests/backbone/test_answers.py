@@ -19,8 +19,9 @@ def test_iou():
 
 def test_letters_and_accuracy():
     letters = ["A", "B", "C", "D"]
-    assert parse_letter("B", letters) == "B" and parse_letter("The answer is (c).", letters) == "C"
+    assert parse_letter("B", letters) == "B" and parse_letter("The answer is (C).", letters) == "C"
     assert parse_letter("none", letters) is None
+    assert parse_letter("The answer is B, a vertical stripe.", letters) == "B" and parse_letter("(c)", letters) == "C"
     assert accuracy("B.", "mcq", "B", None, letters) == 1.0 and accuracy("A", "mcq", "B", None, letters) == 0.0
     assert accuracy(format_span(1, 2), "grounding", "[1, 2]", (1.0, 2.0), []) == 1.0
     assert accuracy("cat", "open", " Cat ", None, []) == 1.0

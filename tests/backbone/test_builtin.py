@@ -63,7 +63,8 @@ def _videos(n: int) -> list[Video]:
         labels = [{"colour": lab.colour, "glyph": lab.glyph, "box": list(lab.box)} for _, lab in rendered]
         meta = {"question": f"Which stripe orientation is shown in the frame with the {colours[0]} border?",
                 "options": list(STRIPES), "answer": chr(65 + STRIPES.index(labels[0]["glyph"])), "task": "mcq",
-                "duration": 2.0, "meta": {"glyph_kind": "stripes", "frames": labels, "target_frame": 0}}
+                "duration": 2.0, "frame_indices": [0, 1, 2, 3],
+                "meta": {"glyph_kind": "stripes", "frames": labels, "target_frame": 0}}
         videos.append(Video(frames, meta))
     return videos
 

@@ -78,10 +78,8 @@ def test_capo_advantage_by_hand_and_floor():
     # all wrong: only the cost terms act, and (reference sign) the cheaper wrong allocation gets the lower advantage
     wrong = capo_advantage(torch.tensor([[0.0, 0.0]]), torch.tensor([[0.1, 0.9]]))
     assert wrong[0, 0] < wrong[0, 1]
-    # M = 1: no base advantage, shaping and gas only
-    single = capo_advantage(torch.tensor([[0.0]]), torch.tensor([[0.4]]))
-    pivot1 = 0.5 * 0.4 + 0.5 * 0.4
-    assert single.item() == pytest.approx(0.25 * -1.3 * (sig((pivot1 - 0.4) / 0.15) - 0.5) - 0.05 * 0.4)
+    # M = 1: no group, no advantage (spec §4)
+    assert capo_advantage(torch.tensor([[1.0]]), torch.tensor([[0.4]])).item() == 0.0
 
 
 def test_grpo_advantage():

@@ -27,7 +27,8 @@ def setup():
         labels = [{"colour": lab.colour, "glyph": lab.glyph, "box": list(lab.box)} for _, lab in rendered]
         meta = {"question": f"Which stripe orientation is shown in the frame with the {colours[1]} border?",
                 "options": list(STRIPES), "answer": chr(65 + STRIPES.index(labels[1]["glyph"])), "task": "mcq",
-                "duration": 2.0, "meta": {"glyph_kind": "stripes", "frames": labels, "target_frame": 1}}
+                "duration": 2.0, "frame_indices": list(range(T)),
+                "meta": {"glyph_kind": "stripes", "frames": labels, "target_frame": 1}}
         videos.append(Video(f"v{i}", torch.from_numpy(np.stack([f for f, _ in rendered])), meta))
     g = torch.Generator().manual_seed(0)
     features = Features([v.key for v in videos], torch.randn(6, T, 4, 16, generator=g), torch.ones(6, T, dtype=bool),

@@ -7,7 +7,7 @@ import webdataset as wds
 
 import resadapt.data.shards as shards
 from resadapt.config import ShardParams
-from resadapt.data.shards import base_size, iter_split, read_index, sample_key, write_shards
+from resadapt.data.shards import base_size, iter_split, read_index, sample_key, sampled_labels, write_shards
 from tests.conftest import counting_clip, frame_index, mcq_row, write_manifest
 
 
@@ -85,6 +85,13 @@ def test_failure_midway_leaves_no_index_claiming_partial_shards(manifest, tmp_pa
     assert not (out / ".tmp-shards").exists()
     with pytest.raises(FileNotFoundError, match="no shard index"):
         read_index(out)
+
+
+def test_sampled_labels_follow_the_sampled_frames():
+    meta = {"frame_indices": [1, 3, 5, 7], "meta": {"frames": [{"glyph": str(i)} for i in range(8)], "target_frame": 4}}
+    labels, target = sampled_labels(meta)
+    assert [f["glyph"] for f in labels] == ["1", "3", "5", "7"] and target == 1  # frame 4 → nearest sampled (3)
+    assert sampled_labels({"frame_indices": [0]}) == ([], None)
 
 
 def test_base_size_keeps_aspect_on_the_grid():
