@@ -26,6 +26,26 @@ def pick_device(device: str) -> torch.device:
     return torch.device(device)
 
 
+def chat_prompt(processor, item: Item, n_chunks: int) -> str:
+    """The chat text: one video placeholder per chunk, then the question with its options and answer format."""
+    content = [{"type": "video"}] * n_chunks + [{"type": "text", "text": item.query.prompt()}]
+    return processor.apply_chat_template([{"role": "user", "content": content}], tokenize=False,
+                                         add_generation_prompt=True)
+
+
+def chunk_videos(item: Item, grid: GridSpec) -> tuple[ResizePlan, list[tuple[torch.Tensor, dict]]]:
+    """The item's plan and, per chunk, its frames at the planned size (uint8 [temporal_patch, h, w, 3]; a short last
+    chunk repeats its frame, like Qwen's loader) with the chunk's metadata (frame positions, fps)."""
+    plan = plan_item(item, grid)
+    fps = len(item.frames) / item.query.duration if item.query.duration > 0 else 2.0
+    chunks = []
+    for chunk, frames in zip(plan.chunks, apply_plan(item.frames, plan), strict=True):
+        if len(frames) < grid.temporal_patch:
+            frames = frames[[*range(len(frames))] + [-1] * (grid.temporal_patch - len(frames))]
+        chunks.append((frames, {"total_num_frames": len(item.frames), "fps": fps, "frames_indices": list(chunk)}))
+    return plan, chunks
+
+
 def grid_of(processor) -> GridSpec:
     vp = processor.video_processor
     return GridSpec(factor=vp.patch_size * vp.merge_size, temporal_patch=vp.temporal_patch_size)
@@ -51,23 +71,15 @@ class QwenBackbone:
                                                             dtype=DTYPES[dtype])
         return cls(model, processor, device, max_new_tokens)
 
-    def _prompt(self, item: Item, n_chunks: int) -> str:
-        content = [{"type": "video"}] * n_chunks + [{"type": "text", "text": item.query.prompt()}]
-        return self.processor.apply_chat_template([{"role": "user", "content": content}], tokenize=False,
-                                                  add_generation_prompt=True)
-
     def encode(self, items: Sequence[Item]) -> tuple[dict, list[ResizePlan]]:
         """Processor inputs for a batch: every chunk a video item at its planned size."""
-        plans = [plan_item(it, self.grid) for it in items]
-        texts, videos, metadata = [], [], []
-        for it, plan in zip(items, plans, strict=True):
-            texts.append(self._prompt(it, len(plan.chunks)))
-            fps = len(it.frames) / it.query.duration if it.query.duration > 0 else 2.0
-            for chunk, frames in zip(plan.chunks, apply_plan(it.frames, plan), strict=True):
-                if len(frames) < self.grid.temporal_patch:  # a short last chunk repeats its frame, like Qwen's loader
-                    frames = frames[[*range(len(frames))] + [-1] * (self.grid.temporal_patch - len(frames))]
-                videos.append(frames.permute(0, 3, 1, 2))  # [n, 3, h, w]
-                metadata.append({"total_num_frames": len(it.frames), "fps": fps, "frames_indices": list(chunk)})
+        plans, texts, videos, metadata = [], [], [], []
+        for it in items:
+            plan, chunks = chunk_videos(it, self.grid)
+            plans.append(plan)
+            texts.append(chat_prompt(self.processor, it, len(chunks)))
+            videos += [frames.permute(0, 3, 1, 2) for frames, _ in chunks]  # [n, 3, h, w]
+            metadata += [meta for _, meta in chunks]
         kwargs = {"do_sample_frames": False, "do_resize": True}
         if hasattr(self.processor.video_processor, "cap_pixels_per_frame"):
             kwargs["cap_pixels_per_frame"] = False  # the plan's sizes are the budget; no second cap

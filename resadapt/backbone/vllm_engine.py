@@ -10,9 +10,8 @@ from collections.abc import Sequence
 
 import torch
 
-from resadapt.backbone.interface import Item, Rollouts, plan_item
-from resadapt.backbone.qwen import grid_of
-from resadapt.backbone.resize import apply_plan
+from resadapt.backbone.interface import Item, Rollouts
+from resadapt.backbone.qwen import chat_prompt, chunk_videos, grid_of
 
 
 class EngineUnavailable(RuntimeError):
@@ -24,19 +23,10 @@ def build_requests(items: Sequence[Item], processor) -> tuple[list[dict], list]:
     grid = grid_of(processor)
     requests, plans = [], []
     for it in items:
-        plan = plan_item(it, grid)
-        content = [{"type": "video"}] * len(plan.chunks) + [{"type": "text", "text": it.query.prompt()}]
-        prompt = processor.apply_chat_template([{"role": "user", "content": content}], tokenize=False,
-                                               add_generation_prompt=True)
-        fps = len(it.frames) / it.query.duration if it.query.duration > 0 else 2.0
-        videos = []
-        for chunk, frames in zip(plan.chunks, apply_plan(it.frames, plan), strict=True):
-            if len(frames) < grid.temporal_patch:
-                frames = frames[[*range(len(frames))] + [-1] * (grid.temporal_patch - len(frames))]
-            meta = {"total_num_frames": len(it.frames), "fps": fps, "frames_indices": list(chunk),
-                    "duration": it.query.duration, "video_backend": "resadapt"}
-            videos.append((frames.numpy(), meta))
-        requests.append({"prompt": prompt, "multi_modal_data": {"video": videos},
+        plan, chunks = chunk_videos(it, grid)
+        videos = [(frames.numpy(), {**meta, "duration": it.query.duration, "video_backend": "resadapt"})
+                  for frames, meta in chunks]
+        requests.append({"prompt": chat_prompt(processor, it, len(chunks)), "multi_modal_data": {"video": videos},
                          "mm_processor_kwargs": {"do_sample_frames": False, "do_resize": False}})
         plans.append(plan)
     return requests, plans
