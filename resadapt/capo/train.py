@@ -142,6 +142,8 @@ def train_allocator(loop: LoopConfig, allocator_config: AllocatorConfig, capo: C
         models["backbone"], optimizers["backbone"] = backbone.model, backbone_opt
     start, history = (load_checkpoint(checkpoint_dir, models, optimizers)
                       if has_checkpoint(checkpoint_dir, fingerprint) else (0, []))
+    for metrics in history:  # a rerun starts with empty logs (DVC clears outputs): replay what the checkpoint saw
+        log(metrics["step"], metrics)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: min(1.0, (i + 1) / loop.warmup), last_epoch=start - 1)
     guard = CollapseGuard(allocator_config.s_min)
     B, M, N = loop.prompts, loop.allocations, loop.answers

@@ -77,9 +77,10 @@ def test_killed_and_restarted_it_resumes_and_ends_where_an_unbroken_run_ends(set
 
     with pytest.raises(KeyboardInterrupt):
         run(setup, tmp_path / "b", on_step=kill)
-    seen = []
-    resumed, history_b = run(setup, tmp_path / "b", on_step=seen.append)
+    seen, logged = [], []
+    resumed, history_b = run(setup, tmp_path / "b", on_step=seen.append, log=lambda step, m: logged.append(step))
     assert seen == [2, 3, 4, 5]  # resumed after the checkpoint at step 2
+    assert logged == list(range(6))  # the restored steps are logged again, then the new ones
     assert [h["step"] for h in history_b] == list(range(6))
     for key, value in unbroken.state_dict().items():
         assert torch.allclose(value, resumed.state_dict()[key]), key
