@@ -45,6 +45,9 @@ class SynthParams(Section):
     glyph_size: int = Field(16, ge=4, le=64, description="stripe patch side, or digit font size (~0.7x as tall), px")
     grounding_fraction: float = Field(0.25, ge=0, le=1, description="share of videos asked a grounding question")
     splits: dict[str, int] = Field(default_factory=lambda: {"train": 1000, "val": 200, "eval": 300})
+    hold: dict[str, int] = Field(default_factory=lambda: {"eval": 4}, description=(
+        "per split: every colour is held for this many frames at this many times the fps (same content and "
+        "timing, more real frames: evaluate's 2x/4x-frame variants sample them)"))
     seed: int = 0
     crf: int = Field(12, ge=0, le=51, description="x264 quality; low keeps the small glyph legible")
     n_workers: int = Field(2, ge=1)
@@ -56,6 +59,8 @@ class SynthParams(Section):
         if self.glyph_size > self.frame_side // 3:
             raise ValueError(f"glyph_size {self.glyph_size} does not fit inside the border of a {self.frame_side}-px "
                              f"frame (at most {self.frame_side // 3})")
+        if any(h < 1 for h in self.hold.values()) or set(self.hold) - set(self.splits):
+            raise ValueError(f"hold must map split names (of splits) to a frame count >= 1, got {self.hold}")
         bad = {k: v for k, v in self.splits.items() if v < 0}
         if bad or not self.splits:
             raise ValueError(f"splits must map split names to non-negative counts, got {self.splits}")
@@ -166,7 +171,7 @@ class TrainParams(Section):
     dual_clip: float = Field(10.0, gt=1)
     conc_coef: float = Field(5e-4, ge=0)
     sim_coef: float = Field(1e-3, ge=0)
-    s_min: float = Field(0.2, gt=0)
+    s_min: float = Field(0.1, gt=0)
     s_max: float = Field(1.2, gt=0, description="1.2, not the paper's 2.0: upscaling 224-px frames adds no detail")
     init_scale: float = Field(1.0, gt=0, description="every frame starts at this mean scale (spec: 1.0)")
     init_concentration: float = Field(5.0, gt=4)
@@ -190,6 +195,43 @@ class TrainParams(Section):
         return self
 
 
+METHODS = ("full", "fixed_scale", "random_drop", "taskres", "resadapt", "resadapt_uniform", "resadapt_policy",
+           "resadapt_x2", "resadapt_x4")
+
+
+class EvaluateParams(Section):
+    """The budget sweep: every method at every retention budget on one split (README "Evaluation")."""
+
+    out_dir: str = "reports/evaluate"
+    split: str = Field("eval", description="the split measured (its videos are decoded again for 2x/4x frames)")
+    calibration_split: str = Field("val", description="TaskRes fits its per-task resolutions here")
+    budgets: list[float] = Field(default_factory=lambda: [0.05, 0.1, 0.15, 0.25, 0.5, 1.0],
+                                 description="retention targets r: tokens / tokens of the 1x clip at scale 1")
+    methods: list[str] = Field(default_factory=lambda: list(METHODS), description=f"any of {', '.join(METHODS)}")
+    heatmaps: int = Field(4, ge=0, description="eval videos drawn in the allocation heatmaps")
+    taskres_samples: int = Field(8, ge=2, description="TaskRes: answers sampled per calibration sample")
+    seed: int = 0
+    threads: int = Field(2, ge=1)
+
+    @model_validator(mode="after")
+    def _check(self) -> EvaluateParams:
+        unknown = [m for m in self.methods if m not in METHODS]
+        if unknown:
+            raise ValueError(f"unknown method(s) {unknown}; choose from {list(METHODS)}")
+        if not self.budgets or any(not 0 < b <= 1 for b in self.budgets):
+            raise ValueError(f"budgets must be retention targets in (0, 1], got {self.budgets}")
+        return self
+
+
+class RegisterParams(Section):
+    """The gate before a trained Allocator becomes a registered model (README "Model registry")."""
+
+    out_dir: str = "models/package"
+    name: str = Field("allocator", pattern=r"^[a-z][a-z0-9-]*$", description="artifact name in dvc.yaml and GTO")
+    target_budget: float = Field(0.15, gt=0, le=1, description="ResAdapt is compared with FixedScale at this budget")
+    min_margin: float = Field(0.3, description="accuracy points (0-1) ResAdapt must beat FixedScale by")
+
+
 class Params(Section):
     data: DataParams = DataParams()
     synth: SynthParams = SynthParams()
@@ -198,8 +240,17 @@ class Params(Section):
     backbone: BackboneParams = BackboneParams()
     features: FeaturesParams = FeaturesParams()
     train: TrainParams = TrainParams()
+    evaluate: EvaluateParams = EvaluateParams()
+    register_: RegisterParams = Field(RegisterParams(), alias="register")
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _check(self) -> Params:
+        if self.register_.target_budget not in self.evaluate.budgets:
+            raise ValueError(f"register.target_budget {self.register_.target_budget} must be one of evaluate.budgets "
+                             f"{self.evaluate.budgets} (the gate reads that sweep point)")
+        return self
 
 
 def _describe(err: ValidationError, source: Path) -> str:

@@ -33,9 +33,11 @@ def scratch(tmp_path):
     params["features"].update(splits=["train", "eval"])
     params["train"].update(steps=3, prompts=2, allocations=2, answers=1, eval_split="eval", width=16, heads=2,
                            checkpoint_every=2)
+    params["evaluate"].update(calibration_split="train", budgets=[0.15, 0.5, 1.0], heatmaps=2, taskres_samples=2)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     sh(tmp_path, "git", "init", "-q")
     sh(tmp_path, "dvc", "init", "-q")
+    shutil.copytree(REPO / ".dvc/plots", tmp_path / ".dvc/plots")
     sh(tmp_path, "git", "add", "-A")
     sh(tmp_path, "git", "commit", "-qm", "scratch")
     return tmp_path
@@ -56,12 +58,29 @@ def test_dvc_repro_runs_the_data_stages_then_has_nothing_to_do(scratch):
     assert train["steps"] == 3 and 0 < train["resadapt/retention"] <= 1.5
     assert (scratch / "models/allocator/model.safetensors").is_file()
     assert (scratch / "reports/train/live/metrics.json").is_file()
+    sweep = json.loads((scratch / "reports/evaluate/metrics.json").read_text())
+    assert set(sweep) == {"full", "fixed_scale", "random_drop", "taskres", "resadapt", "resadapt_uniform",
+                          "resadapt_policy", "resadapt_x2", "resadapt_x4", "checks"}
+    assert set(sweep["resadapt"]) == {"r015", "r050", "r100"} and sweep["resadapt"]["r015"]["retention"] <= 0.15
+    for name in ("pareto.png", "heatmaps.png", "report.md", "pareto.json"):
+        assert (scratch / "reports/evaluate" / name).stat().st_size > 0
+    decision = json.loads((scratch / "reports/register/decision.json").read_text())
+    margin = sweep["resadapt"]["r015"]["accuracy"] - sweep["fixed_scale"]["r015"]["accuracy"]
+    assert decision["registered"] == (margin >= 0.3)
+    assert (scratch / "models/package/model.safetensors").is_file() == decision["registered"]
+    assert "ResAdapt Allocator" in (scratch / "models/package/README.md").read_text()
+    plots = sh(scratch, "dvc", "plots", "show", "-o", "plots_out", check=False)
+    assert plots.returncode == 0, plots.stderr
+    assert "retention" in (scratch / "plots_out/index.html").read_text()
     second = sh(scratch, "dvc", "repro")
     assert "Data and pipelines are up to date" in second.stdout
     experiment = sh(scratch, "dvc", "exp", "run", "-S", "train.steps=4", check=False)
     assert experiment.returncode == 0, experiment.stderr + experiment.stdout
     assert "Stage 'backbone' didn't change" in experiment.stdout and "Running stage 'train'" in experiment.stdout
     assert json.loads((scratch / "reports/train/metrics.json").read_text())["steps"] == 4
+    assert "Running stage 'evaluate'" in experiment.stdout
+    diff = sh(scratch, "dvc", "metrics", "diff", "--json", check=False)  # workspace (the experiment) vs HEAD
+    assert diff.returncode == 0 and "reports/train/metrics.json" in json.loads(diff.stdout)
     typo = sh(scratch, "dvc", "exp", "run", "-S", "+train.step=4", check=False)
     assert typo.returncode != 0 and "train.step: unknown key" in typo.stderr + typo.stdout
 

@@ -8,12 +8,15 @@ none) and, per frame, the border colour. The question's words give the colour it
     b_tl = softmax_l( log-odds that token l holds a glyph )           where in frame t the glyph is
     P(k) = Σ_t a_t Σ_l b_tl · softmax(g_tl)_k                         the glyph class, hence the option
 
-A grounding answer is the time segment of a frame drawn from a_t. A downscaled frame loses the glyph's fine
-structure, so P(k) flattens toward chance: the model needs resolution exactly where the question points.
+A grounding answer is the time segment of a frame drawn from a_t; the greedy answer spans the run of neighbouring
+frames the pointer rates within a factor 2 of the best (the same scene sampled twice is one segment).
+A downscaled frame loses the glyph's fine structure, so P(k) flattens toward chance: the model needs resolution
+exactly where the question points.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from collections import defaultdict
 from collections.abc import Sequence
@@ -163,6 +166,18 @@ def resize_batch(frames: Sequence[torch.Tensor], sizes: Sequence[tuple[int, int]
     return out
 
 
+def greedy_span(log_frame: torch.Tensor, segments: Sequence[tuple[float, float]]) -> str:
+    """The best frame's segment, widened over contiguous neighbours with a_t ≥ a_best / 2."""
+    best = int(log_frame.argmax())
+    near = (log_frame >= log_frame[best] - math.log(2)).tolist()
+    lo, hi = best, best
+    while lo > 0 and near[lo - 1]:
+        lo -= 1
+    while hi < len(near) - 1 and near[hi + 1]:
+        hi += 1
+    return format_span(segments[lo][0], segments[hi][1])
+
+
 class BuiltinBackbone:
     """``Backbone`` over ``BuiltinVideoQA``: one frame per chunk, one token per 28×28 cell.
 
@@ -172,7 +187,8 @@ class BuiltinBackbone:
 
     def __init__(self, model: BuiltinVideoQA, cache: bool = False):
         self.model = model
-        self.grid = GridSpec(factor=model.config.factor, temporal_patch=1)
+        # one token is the floor (a 28×28 frame), not Qwen's four: the budget can then reach many frames
+        self.grid = GridSpec(factor=model.config.factor, temporal_patch=1, min_pixels=model.config.factor ** 2)
         self.cache = cache
         self._frames: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
 
@@ -212,9 +228,7 @@ class BuiltinBackbone:
         result = []
         for b, it in enumerate(items):
             if it.query.task == "grounding":
-                n = len(it.frames)
-                seg = it.query.duration / n
-                result.append((out["log_frame"][b], [format_span(t * seg, (t + 1) * seg) for t in range(n)]))
+                result.append((out["log_frame"][b], [format_span(a, e) for a, e in it.frame_segments()]))
             else:
                 result.append((options[b], [chr(65 + i) for i in range(len(it.query.options))]))
         return result
@@ -224,12 +238,15 @@ class BuiltinBackbone:
             cached = self.cache and all(it.key is not None for it in items)
             out, plans = self._answer_cached(items) if cached else self.forward(items)
             answers, logps = [], []
-            for logp, texts in self._choices(out, items):
+            for (logp, texts), it in zip(self._choices(out, items), items, strict=True):
                 if greedy:
                     pick = logp.argmax().repeat(n)
                 else:
                     pick = torch.multinomial((logp / temperature).softmax(-1), n, replacement=True)
-                answers.append([texts[i] for i in pick.tolist()])
+                if greedy and it.query.task == "grounding":
+                    answers.append([greedy_span(logp, it.frame_segments())] * n)
+                else:
+                    answers.append([texts[i] for i in pick.tolist()])
                 logps.append(logp[pick])
         return Rollouts(answers, torch.stack(logps), [p.total_tokens for p in plans], [p.retention for p in plans])
 

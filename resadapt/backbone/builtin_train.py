@@ -54,9 +54,9 @@ def build_config(videos: list[Video], width: int, stem_channels: int) -> Builtin
 def draw_scales(rng: np.random.Generator, n: int, target: int) -> list[float]:
     """Training scales: mostly low, some mid, some legible; sometimes one scale for all; the target often legible."""
     if rng.random() < 0.15:
-        return [float(rng.choice([0.2, 0.35, 0.5, 0.65, 0.8, 1.0]))] * n
+        return [float(rng.choice([0.1, 0.2, 0.35, 0.5, 0.65, 0.8, 1.0]))] * n
     band = rng.choice(3, size=n, p=[0.5, 0.3, 0.2])
-    lo, hi = np.array([0.2, 0.45, LEGIBLE])[band], np.array([0.45, LEGIBLE, 1.15])[band]
+    lo, hi = np.array([0.1, 0.45, LEGIBLE])[band], np.array([0.45, LEGIBLE, 1.15])[band]
     scales = rng.uniform(lo, hi)
     if rng.random() < 0.6:
         scales[target] = rng.uniform(LEGIBLE, 1.15)

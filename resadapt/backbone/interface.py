@@ -45,6 +45,14 @@ class Item:
     scales: Sequence[float]  # [T]
     query: Query
     key: str | None = None  # the sample's shard key: lets a frozen backbone reuse per-frame work
+    segments: Sequence[tuple[float, float]] | None = None  # each frame's [start, end) in s; None: T equal parts
+
+    def frame_segments(self) -> list[tuple[float, float]]:
+        """The time segment each frame stands for (frames dropped from a clip keep their own times)."""
+        if self.segments is not None:
+            return [(float(a), float(b)) for a, b in self.segments]
+        seg = self.query.duration / len(self.frames)
+        return [(t * seg, (t + 1) * seg) for t in range(len(self.frames))]
 
 
 @dataclass

@@ -121,13 +121,18 @@ def render_sample(params: SynthParams, split: str, split_index: int, index: int,
     frames, labels = [f for f, _ in rendered], [lab for _, lab in rendered]
     target = int(rng.integers(params.n_frames))
     task = "grounding" if rng.random() < params.grounding_fraction else "mcq"
-    frames_meta = [{"colour": lab.colour, "glyph": lab.glyph, "box": list(lab.box)} for lab in labels]
-    question, options, answer, span = make_question(rng, frames_meta, target, task, params.glyph, params.fps)
+    colours_meta = [{"colour": lab.colour, "glyph": lab.glyph, "box": list(lab.box)} for lab in labels]
+    question, options, answer, span = make_question(rng, colours_meta, target, task, params.glyph, params.fps)
     sample_id = f"{split}-{index:05d}"
     video = out_dir / "videos" / f"{sample_id}.mp4"
+    hold = params.hold.get(split, 1)
     with atomic_path(video) as tmp:
-        write_mp4(tmp, frames, (params.frame_side, params.frame_side), params.fps, params.crf)
-    meta = {"target_frame": target, "glyph_kind": params.glyph, "frames": frames_meta}
+        write_mp4(tmp, [f for f in frames for _ in range(hold)], (params.frame_side, params.frame_side),
+                  params.fps * hold, params.crf)
+    # labels per video frame; the queried frame is the middle of its colour's run
+    frames_meta = [m for m in colours_meta for _ in range(hold)]
+    meta = {"target_frame": target * hold + hold // 2, "glyph_kind": params.glyph, "frames": frames_meta,
+            "hold": hold}
     return Sample(
         id=sample_id, video=f"videos/{sample_id}.mp4", question=question, options=options, answer=answer,
         task=task, span=span, split=split, meta=meta,

@@ -34,15 +34,19 @@ def test_rows_are_consistent_with_what_was_rendered(tmp_path):
         meta = s.meta
         target = meta["frames"][meta["target_frame"]]
         assert target["colour"] in s.question
+        hold = 4 if s.split == "eval" else 1  # default hold: eval videos at 4x the frames, each colour held
+        assert meta["hold"] == hold and len(meta["frames"]) == 6 * hold
         info = probe(manifest.parent / s.video)
-        assert (info.n_frames, info.width) == (6, 112)
+        assert (info.n_frames, info.width) == (6 * hold, 112)
+        assert abs(info.duration - 3.0) < 0.01  # same timing as an unheld video: 6 colours at 2 per second
         if s.task == "mcq":
             assert s.options[s.letters.index(s.answer)] == target["glyph"]
             assert len(set(s.options)) == 4
         else:
-            assert s.span == (meta["target_frame"] / 2.0, (meta["target_frame"] + 1) / 2.0)
+            run = meta["target_frame"] // hold
+            assert s.span == (run / 2.0, (run + 1) / 2.0)
             assert json.loads(s.answer) == list(s.span)
-        frames = decode_frames(manifest.parent / s.video, list(range(6)), (112, 112))
+        frames = decode_frames(manifest.parent / s.video, list(range(6 * hold)), (112, 112))
         for frame, label in zip(frames, meta["frames"], strict=True):
             corner = frame[1:4, 1:4].reshape(-1, 3).mean(axis=0)  # inside the border
             assert np.abs(corner - PALETTE[label["colour"]]).max() < 25

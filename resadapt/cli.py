@@ -1,0 +1,187 @@
+"""The ``resadapt`` command: use a registered Allocator on a video, and manage and audit the model registry."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from resadapt.config import ParamsError, load_params
+from resadapt.stage import TELEMETRY_OFF
+
+EPILOG = """examples:
+  resadapt allocate video.mp4 "Which stripe orientation is shown in the frame with the red border?"
+  resadapt allocate video.mp4 "..." --model allocator@prod --budget 0.1 --json --save-frames out/
+  resadapt answer video.mp4 "..." --options horizontal,vertical,diagonal-up,diagonal-down
+  resadapt register --stage prod      # after `dvc repro` and `git commit`
+  resadapt models                     # registered versions with their lineage
+  resadapt audit                      # experiments and models: params, data hash, metrics, Prefect run
+"""
+
+
+def _package(args):
+    from resadapt.inference import Package
+    from resadapt.registry import fetch
+
+    model = args.model
+    if model is None:
+        model = load_params(args.params).register_.out_dir
+    path = Path(model)
+    if not path.is_dir():
+        if "@" not in model and "#" not in model:
+            raise SystemExit(f"resadapt: error: --model {model!r}: no such folder, and not a registry ref "
+                             "(name@stage, name@vX.Y.Z or name#stage)")
+        path = fetch(".", model, load_params(args.params).register_.out_dir)
+    return Package(path)
+
+
+def cmd_allocate(args) -> None:
+    from resadapt.inference import answer, save_frames
+
+    pkg = _package(args)
+    allocation = pkg.allocate(args.video, args.question, args.budget)
+    result = {"video": str(args.video), "question": args.question, **allocation.as_dict()}
+    if args.command == "answer":
+        options = tuple(o.strip() for o in args.options.split(",")) if args.options else ()
+        task = args.task or ("mcq" if options else "open")
+        if pkg.builtin and task == "open":
+            raise SystemExit("resadapt: error: the built-in backbone answers multiple choice (--options) or "
+                             "grounding (--task grounding) questions")
+        result["answer"] = answer(pkg.backbone(args.device), allocation, args.question, options, task)
+    if args.save_frames:
+        result["saved_frames"] = [str(p) for p in save_frames(allocation, args.save_frames)]
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return
+    print(f"{args.video}: {len(result['frames'])} frames, {result['tokens']} of {result['full_tokens']} visual "
+          f"tokens (retention {result['retention']:.1%})")
+    print(f"{'frame':>5} {'time s':>7} {'scale':>6} {'size':>9} {'tokens':>6}")
+    for f in result["frames"]:
+        print(f"{f['frame']:>5} {f['time_s']:>7.2f} {f['scale']:>6.3f} {f['size'][1]:>4}x{f['size'][0]:<4} "
+              f"{f['chunk_tokens']:>6}")
+    if "answer" in result:
+        print(f"answer: {result['answer']}")
+    if args.save_frames:
+        print(f"wrote {len(result['saved_frames'])} frames to {args.save_frames}")
+
+
+def cmd_register(args) -> None:
+    from resadapt.registry import register
+
+    p = load_params(args.params).register_
+    out = register(".", p.name, p.out_dir, stage=args.stage, message=args.message or "")
+    print(f"registered {p.name}@{out['version']} on commit {out['commit'][:10]} (tag {out['tag']})"
+          + (f"; stage {args.stage} (tag {out['stage_tag']})" if args.stage else ""))
+
+
+def cmd_promote(args) -> None:
+    from resadapt.registry import assign
+
+    p = load_params(args.params).register_
+    print(f"assigned {args.stage} to {p.name}@{args.version} (tag {assign('.', p.name, args.version, args.stage)})")
+
+
+def cmd_models(args) -> None:
+    from resadapt.registry import versions
+
+    p = load_params(args.params).register_
+    rows = versions(".", p.name)
+    if args.json:
+        print(json.dumps(rows, indent=2, default=str))
+        return
+    if not rows:
+        print(f"no registered versions of {p.name!r} (after `dvc repro` and a commit: `resadapt register`)")
+        return
+    for r in rows:
+        checks = r["checks"]
+        print(f"{p.name}@{r['version']}  stages: {', '.join(r['stages']) or '-'}  commit {r['commit'][:10]}  "
+              f"registered {r['registered_at'][:19]} by {r['author']}")
+        print(f"    data: shards {r['data'].get('data/shards', '?')[:12]}  manifest "
+              f"{r['data'].get('data/validated/manifest.jsonl', '?')[:12]}  params blob {r['params_blob'][:12]}")
+        if checks:
+            print(f"    at r={checks.get('target_budget')}: ResAdapt − FixedScale "
+                  f"{checks.get('resadapt_minus_fixed', float('nan')):+.3f}, ResAdapt − Full "
+                  f"{checks.get('resadapt_minus_full', float('nan')):+.3f}, retention "
+                  f"{checks.get('resadapt_retention', float('nan')):.3f}")
+        print(f"    message: {r['message'].strip()}")
+
+
+def cmd_audit(args) -> None:
+    from resadapt.audit import audit
+
+    p = load_params(args.params).register_
+    report = audit(".", p.name)
+    if args.json:
+        print(json.dumps(report, indent=2, default=str))
+        return
+    print(f"experiments ({len(report['experiments'])}):")
+    for e in report["experiments"]:
+        s = e["score"]
+        acc = "-" if s.get("accuracy") is None else f"{s['accuracy']:.3f}"
+        print(f"  {e['experiment']}  commit {e['commit'][:10]}  {e['created'][:19]}  prefect run "
+              f"{e['prefect_run_id'] or '-'}  outcome {e['outcome'] or '-'}")
+        print(f"      params changed: {e['params_changed'] or 'none'}")
+        print(f"      data: {', '.join(f'{k} {v[:12]}' for k, v in e['data'].items()) or '-'}")
+        print(f"      ResAdapt accuracy at r={s.get('target_budget')}: {acc}, gate: {s.get('gate')}")
+    print(f"registered {p.name} versions ({len(report['models'])}):")
+    for m in report["models"]:
+        print(f"  {p.name}@{m['version']}  stages: {', '.join(m['stages']) or '-'}  commit {m['commit'][:10]}  "
+              f"prefect run {m['prefect_run_id'] or '-'}  data {m['data'].get('data/shards', '?')[:12]}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="resadapt", description=__doc__, epilog=EPILOG,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--params", default="params.yaml", help="parameters file (default: %(default)s)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, text in (("allocate", "per-frame scales, sizes, tokens and retention for a video and a question"),
+                       ("answer", "the same, plus the backbone's answer")):
+        p = sub.add_parser(name, help=text, description=text)
+        p.add_argument("video", help="a video file (decoded as the pipeline decodes)")
+        p.add_argument("question")
+        p.add_argument("--model", help="a package folder or a registry ref: allocator@prod, allocator@v0.1.0 "
+                       "(default: register.out_dir, the workspace's package)")
+        p.add_argument("--budget", type=float, help="rescale the allocation to this retention (0-1]")
+        p.add_argument("--json", action="store_true", help="print JSON for machines")
+        p.add_argument("--save-frames", metavar="DIR", help="write the resized frames as PNGs")
+        if name == "answer":
+            p.add_argument("--options", help="comma-separated options of a multiple-choice question")
+            p.add_argument("--task", choices=["mcq", "grounding", "open"], help="default: mcq with --options")
+            p.add_argument("--device", default="auto", help="backbone device for a Qwen package")
+        p.set_defaults(func=cmd_allocate)
+    p = sub.add_parser("register", help="register the committed package (gate passed) as a new GTO version")
+    p.add_argument("--stage", choices=["dev", "staging", "prod"], help="also assign this stage")
+    p.add_argument("--message", help="tag message (default: the gate's decision)")
+    p.set_defaults(func=cmd_register)
+    p = sub.add_parser("promote", help="assign a registry stage to a registered version")
+    p.add_argument("version", help="e.g. v0.1.0")
+    p.add_argument("--stage", required=True, choices=["dev", "staging", "prod"])
+    p.set_defaults(func=cmd_promote)
+    p = sub.add_parser("models", help="registered versions with stages, data, params and metrics (audit)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_models)
+    p = sub.add_parser("audit", help="experiments and registered models: params, data hash, metrics, Prefect run")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_audit)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    from resadapt.data.video import VideoError
+    from resadapt.inference import PackageError
+    from resadapt.registry import RegistryError
+
+    for key, value in TELEMETRY_OFF.items():
+        os.environ.setdefault(key, value)
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except (VideoError, PackageError, RegistryError, ParamsError, FileNotFoundError) as exc:
+        print(f"resadapt: error: {exc}", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

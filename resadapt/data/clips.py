@@ -1,0 +1,46 @@
+"""One video's frames, decoded exactly as the shard stage decodes them, at any frame count.
+
+Inference (``resadapt allocate``) and evaluation at 2×/4× the frames need the frames a shard would hold without
+writing a shard: same sampling (segment centres), same base size, same ffmpeg decode, same frame codec round trip.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from resadapt.config import ShardParams
+from resadapt.data.shards import _encode_frame, base_size
+from resadapt.data.video import VideoError, decode_frames, probe, sample_indices
+
+
+@dataclass
+class Clip:
+    frames: torch.Tensor  # uint8 [T, H, W, 3] at the base size
+    indices: list[int]  # sampled frame numbers in the video
+    fps: float
+    duration: float  # seconds
+
+    def segments(self) -> list[tuple[float, float]]:
+        """The time segment each sampled frame stands for (T equal parts of the video)."""
+        seg = self.duration / len(self.indices)
+        return [(t * seg, (t + 1) * seg) for t in range(len(self.indices))]
+
+
+def load_clip(path: str | Path, params: ShardParams, n_frames: int | None = None) -> Clip:
+    """``n_frames`` (default ``params.n_frames``) frames of ``path`` as the shard stage would store them."""
+    path = Path(path)
+    info = probe(path, decode=False)
+    try:
+        indices = sample_indices(info.n_frames, n_frames or params.n_frames)
+    except ValueError as exc:
+        raise VideoError(path, str(exc)) from None
+    size = base_size(info.height, info.width, params.patch_factor, params.max_pixels)
+    decoded = decode_frames(path, indices, size)
+    frames = np.stack([np.asarray(Image.open(io.BytesIO(_encode_frame(f, params))).convert("RGB")) for f in decoded])
+    return Clip(torch.from_numpy(frames), indices, info.fps, info.duration)

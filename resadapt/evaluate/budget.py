@@ -1,0 +1,108 @@
+"""How each method meets a visual budget r (a retention target: tokens / tokens of the 1× clip at scale 1).
+
+    Full          s_t = 1
+    FixedScale    s_t = √r                              (r ≈ s², up to the grid's rounding)
+    RandomDrop    k = max(1, round(r·T)) frames kept at s = 1, chosen at random; the rest are not encoded
+    ResAdapt      budget B = r · tokens(1× at s = 1). When B covers the policy's own scales (capped at 1), every
+                  scale is raised by one factor, s'_t = clip(c·s_t, s_min, 1) with the largest c within B, and what
+                  the grid's rounding leaves goes to the highest-ranked chunks, each as far toward 1 as it fits.
+                  When B does not cover them, frames are served in the Allocator's order: every chunk starts at
+                  s_min and, highest scale first, gets the scale the Allocator asked for if B still allows it.
+                  (A plain uniform rescale, ``fill=False``, shrinks every frame alike: two copies of the one frame
+                  that matters then both fall below legibility. The sweep reports it as ``resadapt_uniform``.)
+    TaskRes       one scale per task: the largest uniform scale whose realised tokens ≤ r_τ · tokens(1×)
+
+Every method reports the retention it realised, never the target: grid rounding and the one-token floor can land a
+method off its budget, and when even the floor is over budget (many frames, tiny r) the row says so.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from resadapt.backbone.resize import GridSpec, plan_resize, target_size, tokens_of
+
+
+def full_tokens(frame_size: tuple[int, int], n_frames: int, grid: GridSpec) -> int:
+    """Visual tokens of ``n_frames`` frames at scale 1: the denominator of every retention here."""
+    return plan_resize(frame_size, [1.0] * n_frames, grid).full_tokens
+
+
+def fixed_scales(n_frames: int, r: float) -> list[float]:
+    return [math.sqrt(r)] * n_frames
+
+
+def random_keep(n_frames: int, r: float, rng: np.random.Generator) -> list[int]:
+    """Indices of the frames RandomDrop keeps (sorted, at least one)."""
+    k = min(n_frames, max(1, round(r * n_frames)))
+    return sorted(int(i) for i in rng.choice(n_frames, size=k, replace=False))
+
+
+def match_budget(scales: torch.Tensor, frame_size: tuple[int, int], grid: GridSpec, budget_tokens: float,
+                 s_min: float, s_max: float = 1.0, iters: int = 40, fill: bool = True) -> torch.Tensor:
+    """A policy's scales [T] brought within ``budget_tokens`` (see the module docstring); ``fill=False`` stops after
+    the uniform rescale (for comparison).
+
+    Tokens grow monotonically with c, so the largest feasible c is found to ``iters`` halvings. Scales are kept in
+    [s_min, s_max]; with every frame at s_min and still over budget, the floor is returned (infeasible).
+    """
+    wanted = scales.clamp(s_min, s_max)
+    matched = _rescale(scales, frame_size, grid, budget_tokens, s_min, s_max, iters)
+    if not fill:
+        return matched
+    if bool((matched < wanted - 1e-6).any()):  # the budget does not cover the policy: serve frames in its order
+        return fill_remainder(torch.full_like(scales, s_min), scales, frame_size, grid, budget_tokens, wanted,
+                              partial=False)
+    return fill_remainder(matched, scales, frame_size, grid, budget_tokens, torch.full_like(scales, s_max))
+
+
+def fill_remainder(scales: torch.Tensor, priority: torch.Tensor, frame_size: tuple[int, int], grid: GridSpec,
+                   budget_tokens: float, caps: torch.Tensor, partial: bool = True, levels: int = 48) -> torch.Tensor:
+    """Raise chunks in order of ``priority`` (their mean), each to the largest of ``levels`` scales up to its cap
+    (the mean of ``caps``) that keeps the total within ``budget_tokens``; with ``partial=False`` a chunk gets its
+    cap or stays where it is. A chunk's frames share one size."""
+    plan = plan_resize(frame_size, scales.tolist(), grid)
+    spent = plan.total_tokens
+    out = scales.clone()
+    order = sorted(range(len(plan.chunks)), key=lambda k: -float(priority[list(plan.chunks[k])].mean()))
+    for k in order:
+        chunk = list(plan.chunks[k])
+        now, cap = float(out[chunk].mean()), float(caps[chunk].mean())
+        if now >= cap:
+            continue
+        for cand in torch.linspace(cap, now, levels if partial else 1).tolist():
+            tokens = tokens_of(target_size(*frame_size, cand, grid), grid)
+            if spent - plan.tokens[k] + tokens <= budget_tokens:
+                if tokens > plan.tokens[k]:
+                    out[chunk] = cand
+                    spent += tokens - plan.tokens[k]
+                break
+    return out
+
+
+def uniform_scale(frame_size: tuple[int, int], n_frames: int, grid: GridSpec, r: float) -> float:
+    """The largest scale that, on every frame, realises at most r · tokens(1×) (at least the one-cell floor)."""
+    return float(_rescale(torch.ones(n_frames), frame_size, grid, r * full_tokens(frame_size, n_frames, grid),
+                          1e-3, 1.0, 40)[0])
+
+
+def _rescale(scales: torch.Tensor, frame_size: tuple[int, int], grid: GridSpec, budget_tokens: float,
+             s_min: float, s_max: float, iters: int) -> torch.Tensor:
+    def at(log_c: float) -> torch.Tensor:
+        return (scales * math.exp(log_c)).clamp(s_min, s_max)
+
+    def tokens(log_c: float) -> int:
+        return plan_resize(frame_size, at(log_c).tolist(), grid).total_tokens
+
+    lo, hi = -12.0, 12.0
+    if tokens(lo) > budget_tokens:
+        return at(lo)
+    if tokens(hi) <= budget_tokens:
+        return at(hi)
+    for _ in range(iters):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if tokens(mid) <= budget_tokens else (lo, mid)
+    return at(lo)

@@ -1,0 +1,126 @@
+"""Run every method at every budget on one split: the rows of the efficiency–accuracy frontier."""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from resadapt.allocator.model import Allocator
+from resadapt.backbone.interface import Item, Query
+from resadapt.capo.train import Video, deterministic_scales
+from resadapt.evaluate.budget import fixed_scales, full_tokens, match_budget, random_keep, uniform_scale
+from resadapt.evaluate.metrics import summarise
+from resadapt.evaluate.taskres import TaskRes
+from resadapt.features.coarse import Features
+
+
+@dataclass
+class EvalSet:
+    """A split at one frame count: its videos and the Allocator's features of exactly those frames."""
+
+    videos: list[Video]
+    features: Features
+    multiplier: int = 1  # frames relative to the 1× clip
+
+
+def answer(backbone, videos: Sequence[Video], items: Sequence[Item], base_tokens: Sequence[int],
+           batch_size: int = 32) -> tuple[dict, list[str]]:
+    """Greedy answers for ``items`` (one per video); retention is against each video's 1× full tokens."""
+    groups: dict[int, list[int]] = defaultdict(list)  # one backbone call holds clips of one frame count
+    for i, it in enumerate(items):
+        groups[len(it.frames)].append(i)
+    texts: list[str] = [""] * len(items)
+    tokens: list[int] = [0] * len(items)
+    seconds = 0.0
+    for idx in groups.values():
+        for start in range(0, len(idx), batch_size):
+            chunk = idx[start : start + batch_size]
+            t0 = time.perf_counter()
+            rollouts = backbone.generate([items[i] for i in chunk], greedy=True)
+            seconds += time.perf_counter() - t0
+            for i, ans, tok in zip(chunk, rollouts.answers, rollouts.tokens, strict=True):
+                texts[i], tokens[i] = ans[0], tok
+    correct, ious = [], []
+    for v, text in zip(videos, texts, strict=True):
+        (correct if v.meta["task"] == "mcq" else ious).append(v.score(text))
+    retention = [t / b for t, b in zip(tokens, base_tokens, strict=True)]
+    return summarise(correct, ious, tokens, retention, seconds), texts
+
+
+def frame_size(video: Video) -> tuple[int, int]:
+    return tuple(video.frames.shape[1:3])
+
+
+def resadapt_scales(allocator: Allocator, evalset: EvalSet, backbone, r: float | None, base_tokens: Sequence[int],
+                    fill: bool = True) -> list[torch.Tensor]:
+    """Per video: the deterministic policy's scales, brought within r · (1× full tokens) when r is given."""
+    policy = deterministic_scales(allocator, evalset.features, list(range(len(evalset.videos))))
+    out = []
+    for i, v in enumerate(evalset.videos):
+        s = policy[i, : len(v.frames)]
+        if r is not None:
+            s = match_budget(s, frame_size(v), backbone.grid, r * base_tokens[i], allocator.config.s_min, fill=fill)
+        out.append(s)
+    return out
+
+
+def sweep(backbone, allocator: Allocator, sets: dict[int, EvalSet], budgets: Sequence[float], methods: Sequence[str],
+          taskres: TaskRes | None, seed: int = 0, progress: bool = True,
+          on_scales: Callable[[str, float, list[torch.Tensor]], None] | None = None) -> list[dict]:
+    """One row per (method, budget): the method's scores and measured cost. ``sets[1]`` is the 1× split."""
+    base = sets[1]
+    base_tokens = [full_tokens(frame_size(v), len(v.frames), backbone.grid) for v in base.videos]
+    queries = [Query.from_meta(v.meta) for v in base.videos]
+    rows = []
+
+    def run(method: str, budget: float | None, items: list[Item], videos: list[Video]) -> None:
+        metrics, _ = answer(backbone, videos, items, base_tokens)
+        rows.append({"method": method, "budget": budget, **metrics})
+
+    jobs = [(m, r) for m in methods for r in ([None] if m in ("full", "resadapt_policy") else budgets)]
+    for method, r in tqdm(jobs, desc="evaluate", unit="point", disable=not progress):
+        if method == "full":
+            run(method, 1.0, [Item(v.frames, [1.0] * len(v.frames), q, key=v.key)
+                              for v, q in zip(base.videos, queries, strict=True)], base.videos)
+        elif method == "fixed_scale":
+            run(method, r, [Item(v.frames, fixed_scales(len(v.frames), r), q, key=v.key)
+                            for v, q in zip(base.videos, queries, strict=True)], base.videos)
+        elif method == "random_drop":
+            rng = np.random.default_rng([seed, round(r * 1000)])
+            items = []
+            for v, q in zip(base.videos, queries, strict=True):
+                keep = random_keep(len(v.frames), r, rng)
+                segments = Item(v.frames, [1.0] * len(v.frames), q).frame_segments()
+                items.append(Item(v.frames[keep], [1.0] * len(keep), q, segments=[segments[i] for i in keep]))
+            run(method, r, items, base.videos)
+        elif method == "taskres":
+            if taskres is None:
+                raise ValueError("method taskres needs a calibration (TaskRes)")
+            items = []
+            for v, q in zip(base.videos, queries, strict=True):
+                s = uniform_scale(frame_size(v), len(v.frames), backbone.grid, taskres.retention(q.task, r))
+                items.append(Item(v.frames, [s] * len(v.frames), q, key=v.key))
+            run(method, r, items, base.videos)
+        elif method in ("resadapt", "resadapt_policy", "resadapt_uniform"):
+            scales = resadapt_scales(allocator, base, backbone, r, base_tokens, fill=method != "resadapt_uniform")
+            if on_scales:
+                on_scales(method, r, scales)
+            run(method, r, [Item(v.frames, s.tolist(), q, key=v.key)
+                            for v, s, q in zip(base.videos, scales, queries, strict=True)], base.videos)
+        elif method.startswith("resadapt_x"):
+            k = int(method.removeprefix("resadapt_x"))
+            if k not in sets:
+                raise ValueError(f"method {method}: no {k}x-frame clips were loaded")
+            more = sets[k]
+            scales = resadapt_scales(allocator, more, backbone, r, base_tokens)
+            run(method, r, [Item(v.frames, s.tolist(), Query.from_meta(v.meta), key=f"{v.key}@{k}x")
+                            for v, s in zip(more.videos, scales, strict=True)], more.videos)
+        else:
+            raise ValueError(f"unknown method {method!r}")
+    return rows

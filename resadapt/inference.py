@@ -1,0 +1,110 @@
+"""Inference with a packaged Allocator: a video and a question in, per-frame scales, sizes and tokens out."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from resadapt.allocator.model import Allocator
+from resadapt.backbone.interface import Item, Query
+from resadapt.backbone.resize import QWEN2_5_VL, QWEN3_VL, GridSpec, ResizePlan, apply_plan, plan_resize
+from resadapt.capo.train import deterministic_scales
+from resadapt.config import ShardParams
+from resadapt.data.clips import Clip, load_clip
+from resadapt.evaluate.budget import match_budget
+from resadapt.features.online import encode, make_encoder
+
+
+class PackageError(Exception):
+    """A folder that is not a usable model package."""
+
+
+@dataclass
+class Allocation:
+    clip: Clip
+    scales: torch.Tensor  # [T]
+    plan: ResizePlan
+
+    def as_dict(self) -> dict:
+        frames = []
+        for chunk, size, tokens in zip(self.plan.chunks, self.plan.sizes, self.plan.tokens, strict=True):
+            for t in chunk:
+                frames.append({"frame": t, "video_frame": self.clip.indices[t],
+                               "time_s": round(self.clip.segments()[t][0], 3), "scale": round(float(self.scales[t]), 4),
+                               "size": list(size), "chunk_tokens": tokens})
+        return {"frames": frames, "tokens": self.plan.total_tokens, "full_tokens": self.plan.full_tokens,
+                "retention": round(self.plan.retention, 5)}
+
+
+class Package:
+    """A model package folder (written by the register stage)."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        if not (self.path / "pipeline.json").is_file():
+            raise PackageError(f"{self.path}: not a model package (no pipeline.json)")
+        if not (self.path / "model.safetensors").is_file():
+            reason = json.loads((self.path / "decision.json").read_text()).get("reason", "")
+            raise PackageError(f"{self.path}: the package holds no weights (its gate was closed: {reason})")
+        self.pipeline = json.loads((self.path / "pipeline.json").read_text(encoding="utf-8"))
+        self.shard = ShardParams(**self.pipeline["shard"])
+        self.allocator = Allocator.from_pretrained(str(self.path)).eval()
+        self._encoder = None
+
+    @property
+    def builtin(self) -> bool:
+        return self.pipeline["backbone"]["source"] == "builtin"
+
+    def grid(self) -> GridSpec:
+        if self.builtin:
+            from resadapt.backbone.builtin import BuiltinBackbone
+
+            return BuiltinBackbone.from_pretrained(str(self.path / "backbone")).grid
+        return QWEN3_VL if self.shard.patch_factor == 32 else QWEN2_5_VL
+
+    def allocate(self, video: str | Path, question: str, budget: float | None = None) -> Allocation:
+        clip = load_clip(video, self.shard)
+        f = self.pipeline["features"]
+        if self._encoder is None:
+            self._encoder = make_encoder(f["encoder"], f["side"], str(self.path / "backbone"), f["checkpoint"])
+        features = encode(self._encoder, [clip.frames], [question])
+        scales = deterministic_scales(self.allocator, features, [0])[0]
+        grid, size = self.grid(), tuple(clip.frames.shape[1:3])
+        if budget is not None:
+            full = plan_resize(size, [1.0] * len(scales), grid).full_tokens
+            scales = match_budget(scales, size, grid, budget * full, self.allocator.config.s_min)
+        return Allocation(clip, scales, plan_resize(size, scales.tolist(), grid))
+
+    def backbone(self, device: str = "auto"):
+        if self.builtin:
+            from resadapt.backbone.builtin import BuiltinBackbone
+
+            return BuiltinBackbone.from_pretrained(str(self.path / "backbone"))
+        from resadapt.backbone.qwen import QwenBackbone
+
+        return QwenBackbone.load(self.pipeline["backbone"]["checkpoint"], device=device)
+
+
+def answer(backbone, allocation: Allocation, question: str, options: tuple[str, ...], task: str) -> str:
+    query = Query(question, options, task, allocation.clip.duration)
+    item = Item(allocation.clip.frames, allocation.scales.tolist(), query, segments=allocation.clip.segments())
+    return backbone.generate([item], greedy=True).answers[0][0]
+
+
+def save_frames(allocation: Allocation, out_dir: str | Path) -> list[Path]:
+    """The frames as the backbone receives them, one PNG each (name: frame, scale, size)."""
+    from PIL import Image
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for chunk, frames in zip(allocation.plan.chunks, apply_plan(allocation.clip.frames, allocation.plan), strict=True):
+        for t, frame in zip(chunk, frames, strict=True):
+            h, w = frame.shape[:2]
+            path = out_dir / f"frame_{t:03d}_s{float(allocation.scales[t]):.2f}_{w}x{h}.png"
+            Image.fromarray(frame.numpy()).save(path)
+            paths.append(path)
+    return paths

@@ -1,0 +1,101 @@
+"""Stage ``evaluate``: every method at every retention budget on ``evaluate.split`` (the efficiency frontier).
+
+Methods: Full, FixedScale, RandomDrop, TaskRes (fitted on ``evaluate.calibration_split``), ResAdapt (the trained
+Allocator rescaled to each budget), its unconstrained policy, and ResAdapt on 2x / 4x the frames at the same budget
+(the eval videos decoded again at that frame count, exactly as the shard stage decodes). Writes, under
+``evaluate.out_dir``: metrics.json (DVC metrics), pareto.json (DVC plot data), pareto.png, heatmaps.png, report.md.
+"""
+
+import json
+from dataclasses import fields
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from resadapt.allocator.model import Allocator
+from resadapt.backbone.builtin import BuiltinBackbone
+from resadapt.capo.train import Video
+from resadapt.data.clips import load_clip
+from resadapt.data.shards import iter_split
+from resadapt.data.video import VideoError
+from resadapt.evaluate import figures, report
+from resadapt.evaluate.budget import full_tokens
+from resadapt.evaluate.sweep import EvalSet, resadapt_scales, sweep
+from resadapt.evaluate.taskres import calibrate
+from resadapt.features.coarse import Features, load_features
+from resadapt.features.online import encode, make_encoder
+from resadapt.io import atomic_path, write_json
+from resadapt.stage import StageError, run_stage
+
+
+def split_videos(shard_dir: str, split: str) -> list[Video]:
+    return [Video(key, torch.from_numpy(frames), meta) for key, frames, meta in iter_split(shard_dir, split)]
+
+
+def more_frames(params, videos: list[Video], k: int, encoder, progress: bool) -> EvalSet:
+    """The split's videos decoded at k times the shard's frame count, with their features."""
+    n = k * params.shard.n_frames
+    out, short = [], []
+    for v in tqdm(videos, desc=f"decode {k}x frames", unit="video", disable=not progress):
+        try:
+            clip = load_clip(Path(params.data.dir) / v.meta["video"], params.shard, n)
+        except VideoError as exc:
+            short.append(exc.reason if len(short) else str(exc))
+            continue
+        out.append(Video(v.key, clip.frames, v.meta | {"frame_indices": clip.indices}))
+    if short:
+        raise StageError(f"resadapt_x{k} needs {n} frames per video; {len(short)} video(s) cannot give them "
+                         f"(first: {short[0]}): drop resadapt_x{k} from evaluate.methods or use longer videos")
+    features = encode(encoder, [v.frames for v in out], [v.meta["question"] for v in out], [v.key for v in out])
+    return EvalSet(out, features, k)
+
+
+def main(params, args) -> None:
+    p, target = params.evaluate, params.register_.target_budget
+    torch.set_num_threads(p.threads)
+    if params.backbone.source != "builtin":
+        raise StageError("evaluate on CPU runs the built-in backbone; for a Qwen checkpoint use a GPU run")
+    backbone = BuiltinBackbone.from_pretrained(params.backbone.out_dir)  # no cache: prefill times are real
+    allocator = Allocator.from_pretrained(params.train.out_dir).eval()
+    features = load_features(params.features.out_dir, p.split)
+    videos = split_videos(params.shard.out_dir, p.split)
+    if [v.key for v in videos] != features.keys:
+        raise StageError(f"features of split {p.split!r} are not aligned with the shards: rerun the features stage")
+    sets = {1: EvalSet(videos, features)}
+    multipliers = sorted({int(m.removeprefix("resadapt_x")) for m in p.methods if m.startswith("resadapt_x")})
+    if multipliers:
+        encoder = make_encoder(params.features.encoder, params.features.side, params.backbone.out_dir,
+                               params.features.checkpoint)
+        for k in multipliers:
+            sets[k] = more_frames(params, videos, k, encoder, progress=not args.no_progress)
+    taskres = None
+    if "taskres" in p.methods:
+        taskres = calibrate(backbone, split_videos(params.shard.out_dir, p.calibration_split),
+                            n=p.taskres_samples, seed=p.seed, progress=not args.no_progress)
+    rows = sweep(backbone, allocator, sets, p.budgets, p.methods, taskres, seed=p.seed,
+                 progress=not args.no_progress)
+    check = report.checks(rows, target, params.register_.min_margin)
+
+    out = Path(p.out_dir)
+    notes = [f"split {p.split!r}: {len(videos)} videos ({sum(v.meta['task'] == 'mcq' for v in videos)} mcq), "
+             f"{params.shard.n_frames} frames at 1x; retention is against the 1x clip at scale 1 for every method."]
+    if taskres:
+        notes.append(f"TaskRes (fitted on {p.calibration_split!r}): {taskres.describe(target)}")
+    write_json(out / "metrics.json", report.metrics_json(rows, check))
+    write_json(out / "pareto.json", report.pareto_rows(rows))
+    figures.pareto_png(rows, out / "pareto.png")
+    shown = videos[: p.heatmaps]
+    if shown:
+        sub = EvalSet(shown, Features(*(getattr(features, f.name)[: len(shown)] for f in fields(Features))))
+        base = [full_tokens(tuple(v.frames.shape[1:3]), len(v.frames), backbone.grid) for v in shown]
+        scales = resadapt_scales(allocator, sub, backbone, target, base)
+        figures.heatmaps_png(shown, scales, backbone.grid, out / "heatmaps.png",
+                             f"ResAdapt at retention budget {target:g} ({p.split} split)")
+    with atomic_path(out / "report.md") as tmp:
+        tmp.write_text(report.markdown(rows, check, p.budgets, notes), encoding="utf-8")
+    print("evaluate: " + json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in check.items()}))
+
+
+if __name__ == "__main__":
+    run_stage("evaluate", __doc__, main)

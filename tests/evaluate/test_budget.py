@@ -1,0 +1,79 @@
+"""Each method's budget accounting: what it spends, measured on the realised grid."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from resadapt.backbone.resize import QWEN2_5_VL, GridSpec, plan_resize
+from resadapt.evaluate.budget import fixed_scales, full_tokens, match_budget, random_keep, uniform_scale
+
+BUILTIN = GridSpec(factor=28, temporal_patch=1, min_pixels=28 * 28)
+SIZE = (224, 224)
+
+
+@pytest.mark.parametrize("r", [0.05, 0.1, 0.15, 0.25, 0.5, 1.0])
+def test_fixed_scale_is_sqrt_r_and_lands_near_r(r):
+    scales = fixed_scales(16, r)
+    assert scales == [math.sqrt(r)] * 16
+    realised = plan_resize(SIZE, scales, BUILTIN).retention
+    side = round(math.floor(224 * math.sqrt(r)) / 28) * 28  # floor to pixels, then the nearest cell (half to even)
+    assert realised == pytest.approx(max(side, 28) ** 2 / 224**2)
+    assert abs(realised - r) <= 0.07  # the rounding FixedScale pays; the sweep reports the realised value
+
+
+@pytest.mark.parametrize("r", [0.05, 0.1, 0.15, 0.25, 0.5, 1.0])
+def test_random_drop_keeps_round_r_t_frames_so_retention_is_k_over_t(r):
+    keep = random_keep(16, r, np.random.default_rng(0))
+    k = max(1, round(r * 16))
+    assert len(keep) == k == len(set(keep)) and keep == sorted(keep) and all(0 <= i < 16 for i in keep)
+    tokens = plan_resize(SIZE, [1.0] * k, BUILTIN).total_tokens
+    assert tokens / full_tokens(SIZE, 16, BUILTIN) == k / 16
+
+
+@pytest.mark.parametrize("grid", [BUILTIN, QWEN2_5_VL])
+@pytest.mark.parametrize("r", [0.05, 0.1, 0.15, 0.25, 0.5, 1.0])
+def test_resadapt_rescaling_spends_at_most_the_budget_and_keeps_the_ranking(grid, r):
+    policy = torch.tensor([0.15] * 7 + [1.0] + [0.3] * 8)
+    budget = r * full_tokens(SIZE, 16, grid)
+    scales = match_budget(policy, SIZE, grid, budget, s_min=0.1)
+    tokens = plan_resize(SIZE, scales.tolist(), grid).total_tokens
+    floor = plan_resize(SIZE, [0.1] * 16, grid).total_tokens
+    if floor <= budget:
+        assert tokens <= budget
+        if grid is BUILTIN and budget >= floor - 1 + 64:  # room for the top frame at full size: it gets it
+            assert scales[7] == 1.0
+    else:
+        assert torch.allclose(scales, torch.full((16,), 0.1))  # infeasible: the floor, reported as measured
+    assert scales.max() <= 1.0 and scales.min() >= 0.1
+    policy_tokens = plan_resize(SIZE, policy.clamp(0.1, 1.0).tolist(), grid).total_tokens
+    if grid is BUILTIN and policy_tokens > budget:  # served in the Allocator's order: as asked, or s_min
+        wanted = policy.clamp(0.1, 1.0)
+        assert bool(((scales - 0.1).abs() < 1e-6).logical_or((scales - wanted).abs() < 1e-6).all())
+
+
+def test_a_budget_above_what_the_policy_asks_lifts_every_frame_up_to_scale_one():
+    scales = match_budget(torch.tensor([0.2, 0.5]), SIZE, BUILTIN, full_tokens(SIZE, 2, BUILTIN), s_min=0.1)
+    assert torch.equal(scales, torch.ones(2))
+
+
+def test_two_x_frames_share_the_budget_of_the_one_x_clip_and_the_first_copy_keeps_its_scale():
+    """ResAdapt at 2x the frames is held to r times the 1x clip's full tokens, not its own. Two copies of the
+    queried scene at full size and 30 one-cell frames (158 tokens) overspend 15% of 1024 (153.6): a uniform rescale
+    shrinks both copies below full size; serving frames in the Allocator's order keeps one at full size."""
+    budget = 0.15 * full_tokens(SIZE, 16, BUILTIN)
+    policy = torch.full((32,), 0.12)
+    policy[14] = policy[15] = 1.10  # two copies of one scene: the uniform rescale cannot tell them apart
+    scales = match_budget(policy, SIZE, BUILTIN, budget, s_min=0.1)
+    plan = plan_resize(SIZE, scales.tolist(), BUILTIN)
+    assert plan.total_tokens <= budget and plan.tokens[14] == 64 and plan.tokens[15] == 1
+    plain = match_budget(policy, SIZE, BUILTIN, budget, s_min=0.1, fill=False)
+    tokens = plan_resize(SIZE, plain.tolist(), BUILTIN).tokens
+    assert tokens[14] == tokens[15] < 64
+
+
+def test_uniform_scale_never_overspends():
+    for r in (0.05, 0.1, 0.15, 0.2, 0.25, 0.5, 1.0):
+        s = uniform_scale(SIZE, 16, BUILTIN, r)
+        assert plan_resize(SIZE, [s] * 16, BUILTIN).retention <= r + 1e-9

@@ -1,0 +1,89 @@
+"""The sweep end to end on a tiny real setup: rendered frames, a small built-in backbone, a fresh Allocator."""
+
+import numpy as np
+import pytest
+import torch
+
+from resadapt.allocator.model import Allocator, AllocatorConfig
+from resadapt.backbone.builtin import BuiltinBackbone, BuiltinConfig, BuiltinVideoQA
+from resadapt.capo.train import Video
+from resadapt.data.synth import PALETTE, STRIPES, render_frame
+from resadapt.evaluate.report import checks, markdown, metrics_json, pareto_rows
+from resadapt.evaluate.sweep import EvalSet, sweep
+from resadapt.evaluate.taskres import calibrate
+from resadapt.features.coarse import Features
+
+T = 4
+
+
+def clips(n: int, hold: int) -> list[Video]:
+    rng = np.random.default_rng(0)
+    videos = []
+    for i in range(n):
+        colours = [str(c) for c in rng.choice(list(PALETTE), size=T, replace=False)]
+        rendered = [render_frame(rng, 112, c, "stripes", 12) for c in colours]
+        labels = [{"colour": lab.colour, "glyph": lab.glyph, "box": list(lab.box)} for _, lab in rendered]
+        task = "grounding" if i % 3 == 2 else "mcq"
+        meta = {"question": f"Which stripe orientation is shown in the frame with the {colours[1]} border?",
+                "options": list(STRIPES) if task == "mcq" else [], "task": task, "duration": 2.0,
+                "answer": chr(65 + STRIPES.index(labels[1]["glyph"])) if task == "mcq" else "[0.50, 1.00]",
+                "span": None if task == "mcq" else [0.5, 1.0], "frame_indices": list(range(0, T * hold)),
+                "meta": {"glyph_kind": "stripes", "frames": [lab for lab in labels for _ in range(hold)],
+                         "target_frame": hold + hold // 2}}
+        frames = torch.from_numpy(np.stack([f for f, _ in rendered for _ in range(hold)]))
+        videos.append(Video(f"v{i}", frames, meta))
+    return videos
+
+
+def features(videos: list[Video]) -> Features:
+    g = torch.Generator().manual_seed(0)
+    n, t = len(videos), len(videos[0].frames)
+    return Features([v.key for v in videos], torch.randn(n, t, 4, 16, generator=g), torch.ones(n, t, dtype=bool),
+                    torch.randn(n, 5, 8, generator=g), torch.ones(n, 5, dtype=bool), torch.randn(n, t, 3, generator=g),
+                    torch.randn(n, 3, generator=g))
+
+
+@pytest.fixture(scope="module")
+def result():
+    torch.manual_seed(0)
+    config = BuiltinConfig(glyph_classes=list(STRIPES), colours=list(PALETTE), vocab=["which", "border"], width=16,
+                           stem_channels=8)
+    backbone = BuiltinBackbone(BuiltinVideoQA(config).eval())
+    allocator = Allocator(AllocatorConfig(patch_dim=16, text_dim=8, width=16, heads=2, depth=1, aligned_dim=3,
+                                          s_min=0.1)).eval()
+    one, two = clips(6, 1), clips(6, 2)
+    sets = {1: EvalSet(one, features(one)), 2: EvalSet(two, features(two), 2)}
+    taskres = calibrate(backbone, one, scales=(0.25, 1.0), n=4)
+    methods = ["full", "fixed_scale", "random_drop", "taskres", "resadapt", "resadapt_policy", "resadapt_x2"]
+    return sweep(backbone, allocator, sets, [0.25, 0.5, 1.0], methods, taskres, progress=False)
+
+
+def row(rows, method, budget):
+    return next(r for r in rows if r["method"] == method and r["budget"] == budget)
+
+
+def test_every_method_reports_what_it_spent(result):
+    assert len(result) == 2 + 5 * 3  # full and the policy once, the rest at each budget
+    assert row(result, "full", 1.0)["retention"] == 1.0
+    for r in (0.25, 0.5, 1.0):
+        assert row(result, "random_drop", r)["retention"] == max(1, round(r * T)) / T
+        assert row(result, "resadapt", r)["retention"] <= r + 1e-9
+        assert row(result, "resadapt_x2", r)["retention"] <= r + 1e-9  # against the 1x clip's tokens
+        fixed = row(result, "fixed_scale", r)
+        assert abs(fixed["retention"] - r) <= 0.07 and fixed["tokens"] == fixed["retention"] * 64
+    for p in result:
+        assert p["n_mcq"] == 4 and p["n_grounding"] == 2
+        assert p["prefill_ms"] > 0 and 0 <= p["accuracy"] <= 1 and 0 <= p["miou"] <= 1
+        assert p["r@0.3"] >= p["r@0.5"] >= p["r@0.7"]
+
+
+def test_outputs_hold_every_row_and_the_checks(result):
+    check = checks(result, 0.25, min_margin=0.3)
+    assert {"resadapt_minus_fixed", "beats_fixed", "resadapt_minus_full", "x2_minus_x1"} <= set(check)
+    metrics = metrics_json(result, check)
+    assert metrics["fixed_scale"]["r025"]["retention"] == pytest.approx(row(result, "fixed_scale", 0.25)["retention"],
+                                                                        abs=1e-5)
+    assert "policy" in metrics["resadapt_policy"]
+    assert len(pareto_rows(result)) == len(result)
+    text = markdown(result, check, [0.25, 0.5, 1.0])
+    assert "| ResAdapt 2x frames |" in text and "beats_fixed" in text

@@ -1,0 +1,47 @@
+"""Scheduled retraining: champion/challenger on a real DVC project with GTO tags, and the audit it leaves."""
+
+import json
+
+import yaml
+
+from flows.retrain import retrain
+from resadapt.audit import audit
+from resadapt.registry import register, resolve
+from tests.flows.conftest import git, reproduce_and_commit, set_params
+
+
+def test_only_a_better_challenger_is_registered_and_promoted_and_every_run_is_audited(project):
+    first = reproduce_and_commit(project)
+    assert register(project, "allocator", "models/package", stage="prod")["commit"] == first
+
+    nothing = retrain(str(project))
+    assert nothing["outcome"] == "skipped"
+
+    set_params(project, acc=0.95)  # better params arrive
+    better = retrain(str(project))
+    assert better["outcome"] == "promoted", better["reason"]
+    prod_commit, version = resolve(project, "allocator@prod")
+    assert prod_commit == better["experiment_commit"] != first and version == "v0.0.2"
+    assert better["metrics_diff"]["resadapt_minus_fixed"][1] > better["metrics_diff"]["resadapt_minus_fixed"][0]
+    assert better["prefect_run_id"] in git(project, "tag", "-n1", "allocator@v0.0.2")
+    assert git(project, "rev-parse", f"retrain/{better['experiment']}").strip() == prod_commit
+    assert yaml.safe_load((project / "params.yaml").read_text())["acc"] == 0.95  # the workspace was left alone
+
+    set_params(project, acc=0.92)  # passes the gate, but is worse than prod (0.95)
+    worse = retrain(str(project))
+    assert worse["outcome"] == "rejected" and "challenger 92.0% vs prod 95.0%" in worse["reason"]
+    set_params(project, acc=0.5)  # fails the gate
+    closed = retrain(str(project))
+    assert closed["outcome"] == "rejected" and "gate is closed" in closed["reason"]
+    assert resolve(project, "allocator@prod")[0] == prod_commit  # prod never moved
+
+    trail = audit(project)
+    by_name = {e["experiment"]: e for e in trail["experiments"]}
+    assert set(by_name) == {better["experiment"], worse["experiment"], closed["experiment"]}
+    assert by_name[better["experiment"]]["params_changed"] == {"acc": [0.9, 0.95]}
+    assert by_name[better["experiment"]]["prefect_run_id"] == better["prefect_run_id"]
+    assert by_name[closed["experiment"]]["outcome"] == "rejected"
+    models = {m["version"]: m for m in trail["models"]}
+    assert models["v0.0.2"]["prefect_run_id"] == better["prefect_run_id"] and models["v0.0.2"]["stages"] == ["prod"]
+    runs = (project / "reports/retrain/runs.jsonl").read_text().splitlines()
+    assert [json.loads(r)["outcome"] for r in runs] == ["skipped", "promoted", "rejected", "rejected"]
