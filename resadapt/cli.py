@@ -176,6 +176,9 @@ def main(argv: list[str] | None = None) -> None:
     for key, value in TELEMETRY_OFF.items():
         os.environ.setdefault(key, value)
     args = build_parser().parse_args(argv)
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # weight-loading bars would bury the table
     try:
         args.func(args)
     except (VideoError, PackageError, RegistryError, ParamsError, FileNotFoundError) as exc:

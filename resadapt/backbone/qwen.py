@@ -61,6 +61,10 @@ class QwenBackbone:
         wide = {"shortest_edge": self.grid.factor**2, "longest_edge": 1 << 30}
         processor.video_processor.size = wide  # our sizes are on the grid already: resizing becomes a no-op
         self.tokenizer = processor.tokenizer
+        # an answer never holds a media placeholder: sampled, it would be read back as a video token
+        config = model.config
+        self.media_tokens = sorted({getattr(config, k) for k in ("video_token_id", "image_token_id",
+                                    "vision_start_token_id", "vision_end_token_id") if getattr(config, k, None)})
 
     @classmethod
     def load(cls, checkpoint: str, revision: str | None = None, device: str = "auto", dtype: str = "float32",
@@ -98,7 +102,7 @@ class QwenBackbone:
             out = self.model.generate(**inputs, do_sample=not greedy, temperature=temperature if not greedy else None,
                                       top_p=None, top_k=None, num_return_sequences=n,
                                       max_new_tokens=self.max_new_tokens, output_logits=True,
-                                      return_dict_in_generate=True)
+                                      suppress_tokens=self.media_tokens, return_dict_in_generate=True)
             scores = self.model.compute_transition_scores(out.sequences, out.logits, normalize_logits=True)
         new = out.sequences[:, inputs["input_ids"].shape[1] :]
         alive = self._until_eos(new)

@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, load_model, save_file, save_model
 
 from resadapt.io import write_json
 
@@ -27,7 +27,7 @@ def save_checkpoint(folder: Path, models: dict[str, torch.nn.Module], optimizers
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     for name, model in models.items():
-        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp / f"{name}.safetensors"))
+        save_model(model, str(tmp / f"{name}.safetensors"), force_contiguous=True)  # tied weights stored once
     groups = {}
     for name, opt in optimizers.items():
         tensors, groups[name] = _flatten_optimizer(opt)
@@ -54,7 +54,7 @@ def load_checkpoint(folder: Path, models: dict[str, torch.nn.Module],
     folder = _complete(folder)
     state = json.loads((folder / "state.json").read_text(encoding="utf-8"))
     for name, model in models.items():
-        model.load_state_dict(load_file(str(folder / f"{name}.safetensors")))
+        load_model(model, str(folder / f"{name}.safetensors"))
     for name, opt in optimizers.items():
         flat = load_file(str(folder / f"{name}.optimizer.safetensors"))
         moments: dict[int, dict] = {}

@@ -64,3 +64,17 @@ def test_greedy_is_deterministic_and_text_answers_score(backbone):
     assert a.answers == b.answers
     scores = backbone.answer_logprobs(batch, [["A", "B"], ["[0, 1]", "[1, 2]"]])
     assert scores.shape == (2, 2) and torch.isfinite(scores).all() and (scores < 0).all()
+
+
+def test_a_sampled_answer_never_holds_a_media_placeholder(backbone):
+    """A sampled video pad token would be read back as a video token when the answer is scored (found on a GPU)."""
+    video = backbone.model.config.video_token_id
+    assert video in backbone.media_tokens
+    head = backbone.model.get_output_embeddings()
+    saved = head.weight.data[video].clone()
+    head.weight.data[video] = head.weight.data[video].sign() * 50  # the placeholder becomes the likeliest token
+    try:
+        rollouts = backbone.generate(items(backbone.grid), n=4)
+    finally:
+        head.weight.data[video] = saved
+    assert not any(t in backbone.media_tokens for rows in rollouts.token_ids for ids in rows for t in ids)
