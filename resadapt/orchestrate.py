@@ -188,4 +188,4 @@ def append_audit(root: str | Path, record: dict) -> None:
 
 def params_of(root: str | Path, rev: str) -> dict:
     out = subprocess.run(["git", "show", f"{rev}:params.yaml"], cwd=root, capture_output=True, text=True)
-    return yaml.safe_load(out.stdout) or {} if out.returncode == 0 else {}
+    return (yaml.safe_load(out.stdout) or {}) if out.returncode == 0 else {}
