@@ -24,6 +24,7 @@ from resadapt.data.shards import iter_split, sampled_labels
 from resadapt.data.synth import PALETTE, STRIPES, make_question
 
 LEGIBLE = 0.95  # frames at or above this scale get the per-cell glyph labels
+BLIND = 0.45  # frames below this scale cannot show the glyph: their glyph read is trained toward uniform
 GROUNDING_SHARE = 0.25
 
 
@@ -123,7 +124,12 @@ def train(videos: list[Video], steps: int, batch_size: int, lr: float, warmup: i
         # a batch with no frame at a legible scale has no cell labels (cross-entropy over nothing is NaN)
         loss_tokens = (F.cross_entropy(out["glyph_logits"].flatten(0, 2), labels.flatten(), weight=none_weight,
                                        ignore_index=-100) if (labels >= 0).any() else loss_answer.new_zeros(()))
-        loss = loss_answer + loss_frame + loss_colour + loss_query + loss_tokens
+        # a frame too small to show a glyph must not claim one: when the pointer splits between two frames of the
+        # asked colour (the same scene sampled twice), a biased guess from the small copy would outvote the sharp one
+        blind = torch.tensor([[s < BLIND for s in it.scales] for it in items])  # [B, T]
+        uniform = -out["log_class_t"].mean(-1) - math.log(n_classes)  # [B, T]: KL(uniform ‖ read)
+        loss_blind = uniform[blind].mean() if blind.any() else loss_answer.new_zeros(())
+        loss = loss_answer + loss_frame + loss_colour + loss_query + loss_tokens + loss_blind
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -132,7 +138,8 @@ def train(videos: list[Video], steps: int, batch_size: int, lr: float, warmup: i
         if not torch.isfinite(loss):
             raise FloatingPointError(f"backbone training: non-finite loss at step {step}")
         log.append({"step": step, "loss": loss.item(), "answer": loss_answer.item(), "tokens": loss_tokens.item(),
-                    "frame": loss_frame.item(), "colour": loss_colour.item(), "query": loss_query.item()})
+                    "frame": loss_frame.item(), "colour": loss_colour.item(), "query": loss_query.item(),
+                    "blind": loss_blind.item()})
     return model.eval(), log
 
 
