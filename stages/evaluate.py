@@ -48,7 +48,7 @@ def more_frames(params, videos: list[Video], k: int, encoder, progress: bool) ->
         raise StageError(f"resadapt_x{k} needs {n} frames per video; {len(short)} video(s) cannot give them "
                          f"(first: {short[0]}): drop resadapt_x{k} from evaluate.methods or use longer videos")
     features = encode(encoder, [v.frames for v in out], [v.meta["question"] for v in out], [v.key for v in out])
-    return EvalSet(out, features, k)
+    return EvalSet(out, features)
 
 
 def main(params, args) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,7 +26,6 @@ class EvalSet:
 
     videos: list[Video]
     features: Features
-    multiplier: int = 1  # frames relative to the 1× clip
 
 
 def answer(backbone, videos: Sequence[Video], items: Sequence[Item], base_tokens: Sequence[int],
@@ -71,8 +70,7 @@ def resadapt_scales(allocator: Allocator, evalset: EvalSet, backbone, r: float |
 
 
 def sweep(backbone, allocator: Allocator, sets: dict[int, EvalSet], budgets: Sequence[float], methods: Sequence[str],
-          taskres: TaskRes | None, seed: int = 0, progress: bool = True,
-          on_scales: Callable[[str, float, list[torch.Tensor]], None] | None = None) -> list[dict]:
+          taskres: TaskRes | None, seed: int = 0, progress: bool = True) -> list[dict]:
     """One row per (method, budget): the method's scores and measured cost. ``sets[1]`` is the 1× split."""
     base = sets[1]
     base_tokens = [full_tokens(frame_size(v), len(v.frames), backbone.grid) for v in base.videos]
@@ -109,8 +107,6 @@ def sweep(backbone, allocator: Allocator, sets: dict[int, EvalSet], budgets: Seq
             run(method, r, items, base.videos)
         elif method in ("resadapt", "resadapt_policy", "resadapt_uniform"):
             scales = resadapt_scales(allocator, base, backbone, r, base_tokens, fill=method != "resadapt_uniform")
-            if on_scales:
-                on_scales(method, r, scales)
             run(method, r, [Item(v.frames, s.tolist(), q, key=v.key)
                             for v, s, q in zip(base.videos, scales, queries, strict=True)], base.videos)
         elif method.startswith("resadapt_x"):

@@ -104,20 +104,29 @@ def _pad(rows: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
     return out, mask
 
 
+def encode_sample(encoder: BuiltinEncoder | HFEncoder, frames: torch.Tensor, question: str) -> tuple[torch.Tensor, ...]:
+    """One sample → (patch tokens [T, L, Dp], frame embeddings [T, E], word features [Nw, Dx], query embedding [E])."""
+    tokens, frame_embed = encoder.frames(frames)
+    words, query_embed = encoder.text(question)
+    return tokens, frame_embed, words, query_embed
+
+
+def assemble(keys: list[str], rows: list[tuple[torch.Tensor, ...]]) -> Features:
+    """Per-sample ``encode_sample`` outputs → one padded, masked ``Features``."""
+    patches, frame_embeds, texts, query_embeds = zip(*rows, strict=True)
+    frame_feats, frame_mask = _pad(list(patches))
+    text, text_mask = _pad(list(texts))
+    return Features(keys, frame_feats, frame_mask, text, text_mask, _pad(list(frame_embeds))[0],
+                    torch.stack(query_embeds))
+
+
 def extract_split(encoder: BuiltinEncoder | HFEncoder, shard_dir: str, split: str, progress: bool = True) -> Features:
-    keys, patches, texts, frame_embeds, query_embeds = [], [], [], [], []
+    keys, rows = [], []
     for key, frames, meta in tqdm(iter_split(shard_dir, split), desc=f"features {split}", unit="video",
                                   disable=not progress):
         keys.append(key)
-        tokens, frame_embed = encoder.frames(torch.from_numpy(frames))
-        words, query_embed = encoder.text(meta["question"])
-        patches.append(tokens)
-        frame_embeds.append(frame_embed)
-        texts.append(words)
-        query_embeds.append(query_embed)
-    frame_feats, frame_mask = _pad(patches)
-    text, text_mask = _pad(texts)
-    return Features(keys, frame_feats, frame_mask, text, text_mask, _pad(frame_embeds)[0], torch.stack(query_embeds))
+        rows.append(encode_sample(encoder, torch.from_numpy(frames), meta["question"]))
+    return assemble(keys, rows)
 
 
 def save_features(features: Features, out_dir: str | Path, split: str) -> None:

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 
 from resadapt.backbone.builtin import BuiltinVideoQA
-from resadapt.features.coarse import BuiltinEncoder, Features, HFEncoder, _pad
+from resadapt.features.coarse import BuiltinEncoder, Features, HFEncoder, assemble, encode_sample
 
 
 def make_encoder(encoder: str, side: int, backbone_dir: str | None = None, checkpoint: str = ""):
@@ -20,15 +20,5 @@ def make_encoder(encoder: str, side: int, backbone_dir: str | None = None, check
 def encode(encoder: BuiltinEncoder | HFEncoder, clips: Sequence[torch.Tensor], questions: Sequence[str],
            keys: Sequence[str] | None = None) -> Features:
     """Features of uint8 clips [T, H, W, 3] (T may differ between clips: padded and masked)."""
-    patches, frame_embeds, texts, query_embeds = [], [], [], []
-    for frames, question in zip(clips, questions, strict=True):
-        tokens, frame_embed = encoder.frames(frames)
-        words, query_embed = encoder.text(question)
-        patches.append(tokens)
-        frame_embeds.append(frame_embed)
-        texts.append(words)
-        query_embeds.append(query_embed)
-    frame_feats, frame_mask = _pad(patches)
-    text, text_mask = _pad(texts)
-    keys = list(keys) if keys is not None else [str(i) for i in range(len(clips))]
-    return Features(keys, frame_feats, frame_mask, text, text_mask, _pad(frame_embeds)[0], torch.stack(query_embeds))
+    rows = [encode_sample(encoder, frames, q) for frames, q in zip(clips, questions, strict=True)]
+    return assemble(list(keys) if keys is not None else [str(i) for i in range(len(clips))], rows)

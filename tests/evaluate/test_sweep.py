@@ -52,7 +52,7 @@ def result():
     allocator = Allocator(AllocatorConfig(patch_dim=16, text_dim=8, width=16, heads=2, depth=1, aligned_dim=3,
                                           s_min=0.1)).eval()
     one, two = clips(6, 1), clips(6, 2)
-    sets = {1: EvalSet(one, features(one)), 2: EvalSet(two, features(two), 2)}
+    sets = {1: EvalSet(one, features(one)), 2: EvalSet(two, features(two))}
     taskres = calibrate(backbone, one, scales=(0.25, 1.0), n=4)
     methods = ["full", "fixed_scale", "random_drop", "taskres", "resadapt", "resadapt_policy", "resadapt_x2"]
     return sweep(backbone, allocator, sets, [0.25, 0.5, 1.0], methods, taskres, progress=False)

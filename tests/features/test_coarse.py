@@ -71,3 +71,19 @@ def test_a_clip_style_checkpoint_gives_patch_tokens_and_shared_space_embeddings(
     assert features.frame_embed.shape == (3, 4, 16) and features.query_embed.shape == (3, 16)
     assert torch.allclose(features.query_embed.norm(dim=-1), torch.ones(3))
     assert np.isfinite(features.text.numpy()).all()
+
+
+def test_features_on_the_fly_equal_the_split_features_and_pad_other_frame_counts(shards):
+    from resadapt.data.shards import iter_split
+    from resadapt.features.online import encode
+
+    torch.manual_seed(0)
+    encoder = BuiltinEncoder(BuiltinVideoQA(BuiltinConfig(glyph_classes=list(STRIPES), colours=list(PALETTE),
+                                                          vocab=["red", "which"])), 56)
+    stored = extract_split(encoder, str(shards), "train", progress=False)
+    samples = list(iter_split(shards, "train"))
+    clips = [torch.from_numpy(f) for _, f, _ in samples]
+    online = encode(encoder, clips, [m["question"] for _, _, m in samples], [k for k, _, _ in samples])
+    assert online.keys == stored.keys and torch.allclose(online.patches, stored.patches)
+    mixed = encode(encoder, [clips[0], torch.cat([clips[1], clips[1]])], ["a", "b"])
+    assert mixed.patches.shape[1] == 8 and mixed.frame_mask.sum(-1).tolist() == [4, 8]
