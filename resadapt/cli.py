@@ -184,6 +184,8 @@ def main(argv: list[str] | None = None) -> None:
     except (VideoError, PackageError, RegistryError, ParamsError, FileNotFoundError) as exc:
         print(f"resadapt: error: {exc}", file=sys.stderr)
         sys.exit(1)
+    except BrokenPipeError:  # `resadapt ... | head`: the reader left, nothing is wrong
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 if __name__ == "__main__":

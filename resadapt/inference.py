@@ -53,17 +53,19 @@ class Package:
         self.shard = ShardParams(**self.pipeline["shard"])
         self.allocator = Allocator.from_pretrained(str(self.path)).eval()
         self._encoder = None
+        self._grid: GridSpec | None = None
 
     @property
     def builtin(self) -> bool:
         return self.pipeline["backbone"]["source"] == "builtin"
 
     def grid(self) -> GridSpec:
-        if self.builtin:
-            from resadapt.backbone.builtin import BuiltinBackbone
-
-            return BuiltinBackbone.from_pretrained(str(self.path / "backbone")).grid
-        return QWEN3_VL if self.shard.patch_factor == 32 else QWEN2_5_VL
+        if self._grid is None:
+            if self.builtin:  # the backbone's own grid (its token floor included)
+                self._grid = self.backbone().grid
+            else:
+                self._grid = QWEN3_VL if self.shard.patch_factor == 32 else QWEN2_5_VL
+        return self._grid
 
     def allocate(self, video: str | Path, question: str, budget: float | None = None) -> Allocation:
         clip = load_clip(video, self.shard)

@@ -127,6 +127,10 @@ def register(root: str | Path, name: str, package: str, stage: str | None = None
 
     root = Path(root)
     git_identity(root)
+    declared = (yaml.safe_load((root / "dvc.yaml").read_text(encoding="utf-8")) or {}).get("artifacts", {})
+    if declared.get(name, {}).get("path") != package:
+        raise RegistryError(f"dvc.yaml declares no artifact {name!r} at {package} (artifacts: {declared}): make "
+                            "register.name / register.out_dir and the artifacts section of dvc.yaml agree")
     decision_path = root / package / "decision.json"
     if not decision_path.is_file():
         raise RegistryError(f"{decision_path}: no gate decision (run `dvc repro` first)")
