@@ -26,7 +26,8 @@ from resadapt.backbone.interface import Item, Query
 from resadapt.backbone.qwen import QwenBackbone
 from resadapt.backbone.tiny_qwen import build
 from resadapt.capo.advantage import CapoCoefficients
-from resadapt.capo.train import LoopConfig, Video, train_allocator
+from resadapt.capo.train import LoopConfig, train_allocator
+from resadapt.data.sample import Video
 from resadapt.data.synth import PALETTE, STRIPES, render_frame
 from resadapt.features.coarse import Features
 

@@ -15,8 +15,8 @@ from tqdm import tqdm
 
 from resadapt.allocator.model import Allocator
 from resadapt.backbone.builtin import BuiltinBackbone
-from resadapt.capo.train import Video
 from resadapt.data.clips import load_clip
+from resadapt.data.sample import Video
 from resadapt.data.shards import iter_split
 from resadapt.data.video import VideoError
 from resadapt.evaluate import figures, report

@@ -20,7 +20,8 @@ from resadapt.backbone.builtin import BuiltinBackbone
 from resadapt.backbone.qwen import pick_device
 from resadapt.capo.advantage import CapoCoefficients
 from resadapt.capo.measure import measure_allocator
-from resadapt.capo.train import LoopConfig, Video, train_allocator
+from resadapt.capo.train import LoopConfig, train_allocator
+from resadapt.data.sample import Video
 from resadapt.data.shards import iter_split
 from resadapt.features.coarse import load_features
 from resadapt.io import atomic_dir, sha256_file, write_json

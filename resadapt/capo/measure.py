@@ -6,7 +6,8 @@ import torch
 
 from resadapt.allocator.model import Allocator
 from resadapt.backbone.interface import Item, Query
-from resadapt.capo.train import Video, deterministic_scales
+from resadapt.capo.train import deterministic_scales
+from resadapt.data.sample import Video
 from resadapt.features.coarse import Features
 
 

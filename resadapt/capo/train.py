@@ -18,32 +18,12 @@ import torch
 from tqdm import tqdm
 
 from resadapt.allocator.model import Allocator, AllocatorConfig, beta_log_prob, sample_u
-from resadapt.backbone.answers import accuracy
 from resadapt.backbone.interface import Item, Query
 from resadapt.capo.advantage import CapoCoefficients, capo_advantage, grpo_advantage, proxy_cost
 from resadapt.capo.checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
 from resadapt.capo.losses import concentration_loss, ppo_loss, similarity_loss
-from resadapt.data.shards import sampled_labels
+from resadapt.data.sample import Video
 from resadapt.features.coarse import Features
-
-
-@dataclass
-class Video:
-    key: str
-    frames: torch.Tensor  # uint8 [T, H, W, 3]
-    meta: dict
-
-    @property
-    def letters(self) -> list[str]:
-        return [chr(65 + i) for i in range(len(self.meta.get("options", [])))]
-
-    def score(self, answer: str) -> float:
-        span = tuple(self.meta["span"]) if self.meta.get("span") else None
-        return accuracy(answer, self.meta["task"], self.meta["answer"], span, self.letters)
-
-    def target(self) -> int | None:
-        """The queried frame's position among the sampled frames, where the generator recorded it."""
-        return sampled_labels(self.meta)[1]
 
 
 @dataclass(frozen=True)

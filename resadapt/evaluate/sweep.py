@@ -13,7 +13,8 @@ from tqdm import tqdm
 
 from resadapt.allocator.model import Allocator
 from resadapt.backbone.interface import Item, Query
-from resadapt.capo.train import Video, deterministic_scales
+from resadapt.capo.train import deterministic_scales
+from resadapt.data.sample import Video
 from resadapt.evaluate.budget import fixed_scales, full_tokens, match_budget, random_keep, uniform_scale
 from resadapt.evaluate.metrics import summarise
 from resadapt.evaluate.taskres import TaskRes

@@ -10,7 +10,8 @@ from resadapt.allocator.model import AllocatorConfig
 from resadapt.backbone.builtin import BuiltinBackbone, BuiltinConfig, BuiltinVideoQA
 from resadapt.capo.advantage import CapoCoefficients
 from resadapt.capo.measure import measure_allocator
-from resadapt.capo.train import CollapseGuard, LoopConfig, Video, train_allocator
+from resadapt.capo.train import CollapseGuard, LoopConfig, train_allocator
+from resadapt.data.sample import Video
 from resadapt.data.synth import PALETTE, STRIPES, render_frame
 from resadapt.features.coarse import Features
 

@@ -6,7 +6,7 @@ import torch
 
 from resadapt.allocator.model import Allocator, AllocatorConfig
 from resadapt.backbone.builtin import BuiltinBackbone, BuiltinConfig, BuiltinVideoQA
-from resadapt.capo.train import Video
+from resadapt.data.sample import Video
 from resadapt.data.synth import PALETTE, STRIPES, render_frame
 from resadapt.evaluate.report import checks, markdown, metrics_json, pareto_rows
 from resadapt.evaluate.sweep import EvalSet, sweep
