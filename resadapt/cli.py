@@ -149,7 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "answer":
             p.add_argument("--options", help="comma-separated options of a multiple-choice question")
             p.add_argument("--task", choices=["mcq", "grounding", "open"], help="default: mcq with --options")
-            p.add_argument("--device", default="auto", help="backbone device for a Qwen package")
+            p.add_argument("--device", help="backbone device (auto, cpu, cuda, cuda:N; default: the package's)")
         p.set_defaults(func=cmd_allocate)
     p = sub.add_parser("register", help="register the committed package (gate passed) as a new GTO version")
     p.add_argument("--stage", choices=["dev", "staging", "prod"], help="also assign this stage")

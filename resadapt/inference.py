@@ -9,7 +9,9 @@ from pathlib import Path
 import torch
 
 from resadapt.allocator.model import Allocator
+from resadapt.backbone.factory import BackboneError, BackboneSpec, build_backbone
 from resadapt.backbone.interface import Item, Query
+from resadapt.backbone.pin import PinError
 from resadapt.backbone.resize import QWEN2_5_VL, QWEN3_VL, GridSpec, ResizePlan, apply_plan, plan_resize
 from resadapt.capo.train import deterministic_scales
 from resadapt.config import ShardParams
@@ -80,14 +82,19 @@ class Package:
             scales = match_budget(scales, size, grid, budget * full, self.allocator.config.s_min)
         return Allocation(clip, scales, plan_resize(size, scales.tolist(), grid))
 
-    def backbone(self, device: str = "auto"):
-        if self.builtin:
-            from resadapt.backbone.builtin import BuiltinBackbone
+    def backbone_spec(self, device: str | None = None) -> BackboneSpec:
+        """How to rebuild the package's backbone: the one it was evaluated with (ResAdapt-RL update included)."""
+        b = self.pipeline["backbone"]
+        trained = self.path / "backbone" / "trained"
+        return BackboneSpec(b["source"], str(self.path / "backbone"), b.get("engine", "transformers"),
+                            device or b.get("device", "auto"), b.get("dtype", "float32"),
+                            b.get("max_new_tokens", 64), str(trained) if trained.is_dir() else None)
 
-            return BuiltinBackbone.from_pretrained(str(self.path / "backbone"))
-        from resadapt.backbone.qwen import QwenBackbone
-
-        return QwenBackbone.load(self.pipeline["backbone"]["checkpoint"], device=device)
+    def backbone(self, device: str | None = None):
+        try:
+            return build_backbone(self.backbone_spec(device))
+        except (BackboneError, PinError) as exc:
+            raise PackageError(f"{self.path}: {exc}") from None
 
 
 def answer(backbone, allocation: Allocation, question: str, options: tuple[str, ...], task: str) -> str:

@@ -76,13 +76,22 @@ def lock_hashes(lock: dict, paths: list[str]) -> dict[str, str]:
     return found
 
 
-def build_package(out_dir: Path, decision: Decision, allocator_dir: Path, backbone_dir: Path | None,
+def build_package(out_dir: Path, decision: Decision, allocator_dir: Path, backbone_dir: Path,
                   pipeline: dict, lineage: dict, metrics: dict) -> None:
-    """Write the package into ``out_dir`` (a fresh folder): weights only when the gate is open."""
+    """Write the package into ``out_dir`` (a fresh folder): weights only when the gate is open.
+
+    Layout: the Allocator (config.json, model.safetensors); ``backbone/``: the backbone stage's output (the built-in
+    weights, which are also the feature encoder, or a Qwen checkpoint's pinned identity.json); ``backbone/trained/``:
+    the ResAdapt-RL update when ``train`` made one (built-in or full Qwen weights, or a LoRA adapter).
+    """
     if decision.registered:
-        shutil.copytree(allocator_dir, out_dir, dirs_exist_ok=True)
-        if backbone_dir is not None:  # the built-in backbone is small; it is also the feature encoder
-            shutil.copytree(backbone_dir, out_dir / "backbone")
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for f in allocator_dir.iterdir():
+            if f.is_file():
+                shutil.copy2(f, out_dir / f.name)
+        shutil.copytree(backbone_dir, out_dir / "backbone")
+        if (allocator_dir / "backbone").is_dir():
+            shutil.copytree(allocator_dir / "backbone", out_dir / "backbone" / "trained")
         lineage = lineage | {"allocator_sha256": sha256_file(out_dir / "model.safetensors")}
     write_json(out_dir / "decision.json", asdict(decision))
     write_json(out_dir / "pipeline.json", pipeline)

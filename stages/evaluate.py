@@ -2,7 +2,9 @@
 
 Methods: Full, FixedScale, RandomDrop, TaskRes (fitted on ``evaluate.calibration_split``), ResAdapt (the trained
 Allocator rescaled to each budget), its unconstrained policy, and ResAdapt on 2x / 4x the frames at the same budget
-(the eval videos decoded again at that frame count, exactly as the shard stage decodes). Writes, under
+(the eval videos decoded again at that frame count, exactly as the shard stage decodes). The backbone comes from the
+one factory: the built-in model or the pinned Qwen checkpoint, updated by ResAdapt-RL when ``train`` updated it.
+Writes, under
 ``evaluate.out_dir``: metrics.json (DVC metrics), pareto.json (DVC plot data), pareto.png, heatmaps.png, report.md.
 """
 
@@ -14,7 +16,8 @@ import torch
 from tqdm import tqdm
 
 from resadapt.allocator.model import Allocator
-from resadapt.backbone.builtin import BuiltinBackbone
+from resadapt.backbone.factory import BackboneError, BackboneSpec, build_backbone
+from resadapt.backbone.pin import PinError
 from resadapt.data.clips import load_clip
 from resadapt.data.sample import Video
 from resadapt.data.shards import iter_split
@@ -54,9 +57,10 @@ def more_frames(params, videos: list[Video], k: int, encoder, progress: bool) ->
 def main(params, args) -> None:
     p, target = params.evaluate, params.register_.target_budget
     torch.set_num_threads(p.threads)
-    if params.backbone.source != "builtin":
-        raise StageError("evaluate on CPU runs the built-in backbone; for a Qwen checkpoint use a GPU run")
-    backbone = BuiltinBackbone.from_pretrained(params.backbone.out_dir)  # no cache: prefill times are real
+    try:  # no per-frame cache: prefill times are real
+        backbone = build_backbone(BackboneSpec.from_params(params, trained=True))
+    except (BackboneError, PinError, OSError) as exc:
+        raise StageError(f"backbone: {exc}") from None
     allocator = Allocator.from_pretrained(params.train.out_dir).eval()
     features = load_features(params.features.out_dir, p.split)
     videos = split_videos(params.shard.out_dir, p.split)
@@ -74,7 +78,7 @@ def main(params, args) -> None:
         taskres = calibrate(backbone, split_videos(params.shard.out_dir, p.calibration_split),
                             n=p.taskres_samples, seed=p.seed, progress=not args.no_progress)
     rows = sweep(backbone, allocator, sets, p.budgets, p.methods, taskres, seed=p.seed,
-                 progress=not args.no_progress)
+                 progress=not args.no_progress, batch_size=p.batch_size)
     check = report.checks(rows, target, params.register_.min_margin)
 
     out = Path(p.out_dir)

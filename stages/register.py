@@ -2,15 +2,18 @@
 
 Opens only when ResAdapt beats FixedScale at ``register.target_budget`` by ``register.min_margin`` on the
 evaluation split (reports/evaluate/metrics.json); says why either way (reports/register/decision.json). Writes
-``register.out_dir``: the Allocator (safetensors + config), the built-in backbone (also the feature encoder), the
-model card (README.md) with metrics, params, data and code revisions and the backbone's identity, lineage.json and
-pipeline.json (how inference decodes and encodes a video). With the gate closed the package holds the card and the
-decision only. The GTO version is made after the commit: ``resadapt register`` (README "Model registry").
+``register.out_dir``: the Allocator (safetensors + config), the backbone (the built-in weights, also the feature
+encoder, or the pinned Qwen identity; plus the ResAdapt-RL update when one was trained), the model card
+(README.md) with metrics, params, data and code revisions and the backbone's identity, lineage.json and
+pipeline.json (how inference decodes, encodes and builds the backbone). With the gate closed the package holds the
+card and the decision only. The GTO version is made after the commit: ``resadapt register`` (README "Model
+registry").
 """
 
 import json
 from pathlib import Path
 
+from resadapt.backbone.factory import BackboneSpec
 from resadapt.io import atomic_dir, sha256_file, write_json
 from resadapt.registry import build_package, code_revision, gate
 from resadapt.stage import StageError, run_stage
@@ -38,11 +41,11 @@ def main(params, args) -> None:
     pipeline = {"shard": params.shard.model_dump(include={"n_frames", "patch_factor", "max_pixels", "frame_codec",
                                                           "jpeg_quality"}),
                 "features": params.features.model_dump(include={"encoder", "checkpoint", "side"}),
-                "backbone": {"source": params.backbone.source, "checkpoint": params.backbone.checkpoint},
+                "backbone": BackboneSpec.from_params(params).describe() | {"checkpoint": params.backbone.checkpoint,
+                                                                          "updated": params.train.update_backbone},
                 "evaluate_split": params.evaluate.split, "target_budget": r.target_budget}
     with atomic_dir(r.out_dir) as tmp:
-        build_package(tmp, decision, Path(params.train.out_dir),
-                      backbone_dir if params.backbone.source == "builtin" else None, pipeline, lineage, metrics)
+        build_package(tmp, decision, Path(params.train.out_dir), backbone_dir, pipeline, lineage, metrics)
     write_json("reports/register/decision.json", {"artifact": r.name, **vars(decision)})
     verdict = "gate open: run `resadapt register` after committing" if decision.registered else "gate closed"
     print(f"register: {verdict}: {decision.reason}")

@@ -89,13 +89,14 @@ class BuiltinVideoQA(PreTrainedModel):
         length = max((h // self.config.factor) * (w // self.config.factor) for h, w in groups)
         parts, masks, order = [], [], []
         for idx in groups.values():
-            x = torch.stack([frames[i] for i in idx]).permute(0, 3, 1, 2).float().div_(255).sub_(0.5)
+            x = torch.stack([frames[i] for i in idx]).to(self.device).permute(0, 3, 1, 2)
+            x = x.to(self.dtype).div_(255).sub_(0.5)
             tokens = self.token_norm(self.stem(x).flatten(2).transpose(1, 2))  # [n, L, width]
             parts.append(F.pad(tokens, (0, 0, 0, length - tokens.shape[1])))
-            masks.append(torch.arange(length).expand(len(idx), -1) < tokens.shape[1])
+            masks.append(torch.arange(length, device=self.device).expand(len(idx), -1) < tokens.shape[1])
             order += idx
-        inverse = torch.empty(len(order), dtype=torch.long)
-        inverse[torch.tensor(order)] = torch.arange(len(order))
+        inverse = torch.empty(len(order), dtype=torch.long, device=self.device)
+        inverse[torch.tensor(order, device=self.device)] = torch.arange(len(order), device=self.device)
         return torch.cat(parts)[inverse], torch.cat(masks)[inverse]
 
     def word_ids(self, text: str) -> list[int]:
@@ -122,7 +123,7 @@ class BuiltinVideoQA(PreTrainedModel):
         """[B, C]: which border colour each question asks about."""
         ids = [torch.tensor(self.word_ids(q)) for q in questions]
         offsets = torch.tensor([0] + [len(i) for i in ids[:-1]]).cumsum(0)
-        return self.query_colour(self.word_embedding(torch.cat(ids), offsets))
+        return self.query_colour(self.word_embedding(torch.cat(ids).to(self.device), offsets.to(self.device)))
 
     def answer(self, colour_logits: torch.Tensor, log_class_t: torch.Tensor,
                questions: Sequence[str]) -> dict[str, torch.Tensor]:
@@ -248,7 +249,8 @@ class BuiltinBackbone:
                 else:
                     answers.append([texts[i] for i in pick.tolist()])
                 logps.append(logp[pick])
-        return Rollouts(answers, torch.stack(logps), [p.total_tokens for p in plans], [p.retention for p in plans])
+        return Rollouts(answers, torch.stack(logps).cpu(), [p.total_tokens for p in plans],
+                        [p.retention for p in plans])
 
     def answer_logprobs(self, items, answers) -> torch.Tensor:
         out, _ = self.forward(items)

@@ -20,11 +20,13 @@ class Query:
     options: tuple[str, ...] = ()
     task: str = "mcq"  # mcq | grounding | open
     duration: float = 0.0  # seconds the sampled frames cover (grounding answers are spans inside it)
+    times: tuple[float, ...] = ()  # each sampled frame's time in the original video (s), where known
 
     @classmethod
     def from_meta(cls, meta: dict) -> Query:
         """From a shard sample's JSON."""
-        return cls(meta["question"], tuple(meta.get("options", ())), meta["task"], float(meta.get("duration", 0.0)))
+        return cls(meta["question"], tuple(meta.get("options", ())), meta["task"], float(meta.get("duration", 0.0)),
+                   tuple(float(t) for t in meta.get("timestamps", ())))
 
     def prompt(self) -> str:
         """The text a chat backbone reads: question, lettered options, and the answer format."""
@@ -54,6 +56,13 @@ class Item:
         seg = self.query.duration / len(self.frames)
         return [(t * seg, (t + 1) * seg) for t in range(len(self.frames))]
 
+    def frame_times(self) -> list[float]:
+        """Each frame's time in the original video: the decoded timestamps where the query holds one per frame,
+        else the centre of the frame's segment (frames sampled at segment centres, or a subset of them)."""
+        if len(self.query.times) == len(self.frames):
+            return list(self.query.times)
+        return [(a + b) / 2 for a, b in self.frame_segments()]
+
 
 @dataclass
 class Rollouts:
@@ -78,3 +87,14 @@ class Backbone(Protocol):
 
 def plan_item(item: Item, grid: GridSpec) -> ResizePlan:
     return plan_resize(tuple(item.frames.shape[1:3]), [float(s) for s in item.scales], grid)
+
+
+def generate_batched(backbone: Backbone, items: Sequence[Item], n: int, batch_size: int, **kwargs) -> Rollouts:
+    """``backbone.generate`` over consecutive slices of at most ``batch_size`` items (one call's memory is bounded
+    by batch_size·n sequences, whatever the step's B·M), joined back into one ``Rollouts``."""
+    parts = [backbone.generate(items[i : i + batch_size], n=n, **kwargs) for i in range(0, len(items), batch_size)]
+    if len(parts) == 1:
+        return parts[0]
+    token_ids = None if any(p.token_ids is None for p in parts) else [t for p in parts for t in p.token_ids]
+    return Rollouts([a for p in parts for a in p.answers], torch.cat([p.logprobs for p in parts]),
+                    [t for p in parts for t in p.tokens], [r for p in parts for r in p.retention], token_ids)

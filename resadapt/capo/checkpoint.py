@@ -27,7 +27,12 @@ def save_checkpoint(folder: Path, models: dict[str, torch.nn.Module], optimizers
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     for name, model in models.items():
-        save_model(model, str(tmp / f"{name}.safetensors"), force_contiguous=True)  # tied weights stored once
+        frozen = any(not p.requires_grad for p in model.parameters())
+        if frozen:  # a LoRA adapter on a frozen backbone: only what trains (the rest is the pinned checkpoint)
+            save_file({k: p.detach().contiguous() for k, p in model.named_parameters() if p.requires_grad},
+                      str(tmp / f"{name}.safetensors"))
+        else:
+            save_model(model, str(tmp / f"{name}.safetensors"), force_contiguous=True)  # tied weights stored once
     groups = {}
     for name, opt in optimizers.items():
         tensors, groups[name] = _flatten_optimizer(opt)
@@ -54,7 +59,14 @@ def load_checkpoint(folder: Path, models: dict[str, torch.nn.Module],
     folder = _complete(folder)
     state = json.loads((folder / "state.json").read_text(encoding="utf-8"))
     for name, model in models.items():
-        load_model(model, str(folder / f"{name}.safetensors"))
+        if any(not p.requires_grad for p in model.parameters()):
+            trained = load_file(str(folder / f"{name}.safetensors"))
+            expected = {k for k, p in model.named_parameters() if p.requires_grad}
+            if set(trained) != expected:
+                raise ValueError(f"{folder}/{name}.safetensors does not hold this model's trainable weights")
+            model.load_state_dict(trained, strict=False)
+        else:
+            load_model(model, str(folder / f"{name}.safetensors"))
     for name, opt in optimizers.items():
         flat = load_file(str(folder / f"{name}.optimizer.safetensors"))
         moments: dict[int, dict] = {}

@@ -28,11 +28,13 @@ def answer_all(backbone, videos: list[Video], scales: torch.Tensor, batch_size: 
             "n_mcq": len(acc), "n_grounding": len(ious)}
 
 
-def measure_allocator(allocator: Allocator, backbone, features: Features, videos: list[Video]) -> dict:
-    """ResAdapt against Full on the same split, and how selective the allocation is."""
+def measure_allocator(allocator: Allocator, backbone, features: Features, videos: list[Video],
+                      batch_size: int = 64) -> dict:
+    """ResAdapt against Full on the same split, and how selective the allocation is (where the generator's labels
+    say which frame is queried)."""
     scales = deterministic_scales(allocator, features, list(range(len(videos))))
-    resadapt = answer_all(backbone, videos, scales)
-    full = answer_all(backbone, videos, torch.ones_like(scales))
+    resadapt = answer_all(backbone, videos, scales, batch_size)
+    full = answer_all(backbone, videos, torch.ones_like(scales), batch_size)
     metrics = {f"resadapt/{k}": v for k, v in resadapt.items()} | {f"full/{k}": v for k, v in full.items()}
     targets = [v.target() for v in videos]
     if all(t is not None for t in targets):

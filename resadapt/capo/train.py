@@ -18,8 +18,9 @@ import torch
 from tqdm import tqdm
 
 from resadapt.allocator.model import Allocator, AllocatorConfig, beta_log_prob, sample_u
-from resadapt.backbone.interface import Item, Query
-from resadapt.capo.advantage import CapoCoefficients, capo_advantage, grpo_advantage, proxy_cost
+from resadapt.backbone.interface import Item, Query, generate_batched
+from resadapt.capo.advantage import CapoCoefficients, capo_advantage, proxy_cost
+from resadapt.capo.backbone_update import backbone_step
 from resadapt.capo.checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
 from resadapt.capo.losses import concentration_loss, ppo_loss, similarity_loss
 from resadapt.data.sample import Video
@@ -46,6 +47,8 @@ class LoopConfig:
     seed: int = 0
     update_backbone: bool = False
     backbone_lr: float = 1e-4
+    rollout_batch: int = 64  # (prompt, allocation) items per generate call
+    update_batch: int = 8  # items per backbone forward/backward in the ResAdapt-RL step
 
 
 class CollapseGuard:
@@ -116,9 +119,9 @@ def train_allocator(loop: LoopConfig, allocator_config: AllocatorConfig, capo: C
     opt = torch.optim.AdamW(allocator.parameters(), lr=loop.lr, betas=(0.9, 0.999), weight_decay=loop.weight_decay)
     models, optimizers = {"allocator": allocator}, {"allocator": opt}
     backbone_opt = None
-    if loop.update_backbone:
-        backbone.model.train()
-        backbone_opt = torch.optim.AdamW(backbone.model.parameters(), lr=loop.backbone_lr, weight_decay=0.0)
+    if loop.update_backbone:  # the factory built it trainable (all weights, or a LoRA adapter's only)
+        trainable = [p for p in backbone.model.parameters() if p.requires_grad]
+        backbone_opt = torch.optim.AdamW(trainable, lr=loop.backbone_lr, weight_decay=0.0)
         models["backbone"], optimizers["backbone"] = backbone.model, backbone_opt
     start, history = (load_checkpoint(checkpoint_dir, models, optimizers)
                       if has_checkpoint(checkpoint_dir, fingerprint) else (0, []))
@@ -144,7 +147,8 @@ def train_allocator(loop: LoopConfig, allocator_config: AllocatorConfig, capo: C
         alpha, beta = out["alpha"][:, None].expand(B, M, T), out["beta"][:, None].expand(B, M, T)
         u = sample_u(alpha.cpu(), beta.cpu(), gen).to(device)  # [B, M, T], fp32 end to end
         scales = allocator.scales(u)
-        rollouts = backbone.generate(rollout_items(batch, scales.cpu()), n=N)
+        items = rollout_items(batch, scales.cpu())
+        rollouts = generate_batched(backbone, items, N, loop.rollout_batch)
         acc = torch.tensor([[sum(v.score(a) for a in rollouts.answers[b * M + m]) / N for m in range(M)]
                             for b, v in enumerate(batch)], device=device)  # [B, M]
         mask = frame_mask[:, None].expand(B, M, T).float()
@@ -169,7 +173,10 @@ def train_allocator(loop: LoopConfig, allocator_config: AllocatorConfig, capo: C
             losses = {"ppo": l_ppo.item(), "conc": l_conc.item(), "sim": l_sim.item(), "total": loss.item()}
         sched.step()
         if backbone_opt is not None:
-            losses["backbone"] = backbone_step(backbone, backbone_opt, batch, scales, rollouts, M, N, loop)
+            scores = torch.tensor([[v.score(a) for m in range(M) for a in rollouts.answers[b * M + m]]
+                                   for b, v in enumerate(batch)])  # [B, M·N]
+            losses["backbone"] = backbone_step(backbone, backbone_opt, items, rollouts.token_ids or rollouts.answers,
+                                               scores, N, loop)
         metrics = step_metrics(scales.cpu(), frame_mask.cpu(), acc.cpu(), cost.cpu(), rollouts.retention,
                                {k: v.detach().cpu() for k, v in out.items()}, losses, batch,
                                allocator_config.s_min, allocator_config.s_max)
@@ -181,25 +188,6 @@ def train_allocator(loop: LoopConfig, allocator_config: AllocatorConfig, capo: C
         if (step + 1) % loop.checkpoint_every == 0 or step + 1 == loop.steps:
             save_checkpoint(checkpoint_dir, models, optimizers, step + 1, history, fingerprint)
     return allocator.eval(), history
-
-
-def backbone_step(backbone, opt, batch, scales, rollouts, M: int, N: int, loop: LoopConfig) -> float:
-    """ResAdapt-RL: PPO on the backbone with GRPO advantages over each prompt's M·N rollouts, same clips as the
-    Allocator. The built-in backbone's answers are single tokens (an option, a frame), so this is token-level."""
-    acc = torch.tensor([[v.score(a) for m in range(M) for a in rollouts.answers[b * M + m]]
-                        for b, v in enumerate(batch)])  # [B, M·N]
-    advantage = grpo_advantage(acc).view(-1, N)  # [B·M, N]
-    items = rollout_items(batch, scales.cpu())
-    logp = backbone.answer_logprobs(items, rollouts.token_ids or rollouts.answers)  # [B·M, N]
-    ratio = torch.exp((logp - rollouts.logprobs).clamp(-20, 20))
-    surrogate = torch.minimum(ratio * advantage, ratio.clamp(1 - loop.clip_low, 1 + loop.clip_high) * advantage)
-    surrogate = torch.where(advantage < 0, torch.maximum(surrogate, loop.dual_clip * advantage), surrogate)
-    loss = -surrogate.mean()
-    opt.zero_grad(set_to_none=True)
-    loss.backward()
-    torch.nn.utils.clip_grad_norm_(backbone.model.parameters(), loop.grad_clip)
-    opt.step()
-    return loss.item()
 
 
 def deterministic_scales(allocator: Allocator, features: Features, index: list[int] | torch.Tensor) -> torch.Tensor:

@@ -71,7 +71,7 @@ def resadapt_scales(allocator: Allocator, evalset: EvalSet, backbone, r: float |
 
 
 def sweep(backbone, allocator: Allocator, sets: dict[int, EvalSet], budgets: Sequence[float], methods: Sequence[str],
-          taskres: TaskRes | None, seed: int = 0, progress: bool = True) -> list[dict]:
+          taskres: TaskRes | None, seed: int = 0, progress: bool = True, batch_size: int = 32) -> list[dict]:
     """One row per (method, budget): the method's scores and measured cost. ``sets[1]`` is the 1× split."""
     base = sets[1]
     base_tokens = [full_tokens(frame_size(v), len(v.frames), backbone.grid) for v in base.videos]
@@ -79,7 +79,7 @@ def sweep(backbone, allocator: Allocator, sets: dict[int, EvalSet], budgets: Seq
     rows = []
 
     def run(method: str, budget: float | None, items: list[Item], videos: list[Video]) -> None:
-        metrics, _ = answer(backbone, videos, items, base_tokens)
+        metrics, _ = answer(backbone, videos, items, base_tokens, batch_size)
         rows.append({"method": method, "budget": budget, **metrics})
 
     jobs = [(m, r) for m in methods for r in ([None] if m in ("full", "resadapt_policy") else budgets)]

@@ -50,9 +50,9 @@ def test_sampled_log_probs_equal_scored_log_probs(backbone):
     assert [len(a) for a in rollouts.answers] == [3, 3] and rollouts.logprobs.shape == (2, 3)
     scored = backbone.answer_logprobs(batch, rollouts.token_ids)
     assert torch.allclose(scored, rollouts.logprobs, atol=1e-3)
-    per_token = backbone.answer_token_logprobs(batch[:1], rollouts.token_ids[:1])[0]
-    assert per_token[1].sum(-1).tolist() == [len(ids) for ids in rollouts.token_ids[0]]
-    assert ((per_token[0] <= 0) | ~per_token[1]).all()
+    logp, mask = backbone.answer_token_logprobs(batch[:1], rollouts.token_ids[:1])
+    assert mask[0].sum(-1).tolist() == [len(ids) for ids in rollouts.token_ids[0]]
+    assert ((logp <= 0) | ~mask).all()
     assert scored.requires_grad
     scored.sum().backward()
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in backbone.model.parameters())

@@ -17,8 +17,11 @@ def test_requests_carry_one_video_per_chunk_at_its_planned_size(tmp_path):
     requests, plans = build_requests(items, processor)
     videos = requests[0]["multi_modal_data"]["video"]
     assert [v[0].shape for v in videos] == [(2, 224, 224, 3), (2, 56, 56, 3), (2, 112, 112, 3)]
-    assert [v[1]["frames_indices"] for v in videos] == [[0, 1], [2, 3], [4]]
+    # original frame times in ms at fps 1000 (index / fps = time); a short last chunk repeats its frame
+    assert [v[1]["frames_indices"] for v in videos] == [[250, 750], [1250, 1750], [2250, 2250]]
+    assert all(v[1]["fps"] == 1000.0 for v in videos)
     assert requests[0]["prompt"].count("<|video_pad|>") == 3 == len(plans[0].chunks)
+    assert requests[0]["prompt"].count("<|vision_start|>") == 1  # one vision block holds every chunk (spec §3.4)
     assert "A. a" in requests[0]["prompt"] and requests[0]["mm_processor_kwargs"]["do_resize"] is False
 
 
