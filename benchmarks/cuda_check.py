@@ -5,6 +5,10 @@
    prefill time at scales 1 / 0.5 / 0.3 as ratios to scale 1 (next to the token ratios).
 2. CAPO on CUDA: ``train_allocator(device=DEVICE)`` with the tiny Qwen2.5-VL as the rollout backbone on the GPU,
    the Allocator only, then ResAdapt-RL (``update_backbone``: the Qwen weights move too).
+3. The ``train`` and ``evaluate`` code paths as the stages run them: the backbone pinned and built by the factory
+   (bfloat16), CAPO with micro-batched rollouts and a LoRA ResAdapt-RL update, then the budget sweep (every method
+   but the 2x/4x-frame ones) on a handful of clips through the updated backbone; each phase's time and peak GPU
+   memory. vLLM is not exercised (not installed there; ``backbone.engine: vllm`` needs it).
 
     python benchmarks/cuda_check.py            # prints one line per check and a JSON summary; exit 1 on a failure
     python benchmarks/cuda_check.py --device cpu   # the same checks on the CPU (a smoke run)
@@ -22,7 +26,9 @@ import numpy as np
 import torch
 
 from resadapt.allocator.model import AllocatorConfig
+from resadapt.backbone.factory import BackboneSpec, LoraSpec, build_backbone, save_trained
 from resadapt.backbone.interface import Item, Query
+from resadapt.backbone.pin import checkpoint_identity
 from resadapt.backbone.qwen import QwenBackbone
 from resadapt.backbone.tiny_qwen import build
 from resadapt.capo.advantage import CapoCoefficients
@@ -104,7 +110,7 @@ class ParityVideo(Video):
         return float(len(answer) % 2)
 
 
-def capo_checks(root: Path) -> None:
+def capo_inputs() -> tuple[list[Video], Features, AllocatorConfig]:
     rng = np.random.default_rng(0)
     t = 4
     videos = []
@@ -122,6 +128,11 @@ def capo_checks(root: Path) -> None:
                         torch.randn(6, 5, 8, generator=g), torch.ones(6, 5, dtype=bool),
                         torch.randn(6, t, 3, generator=g), torch.randn(6, 3, generator=g))
     config = AllocatorConfig(patch_dim=16, text_dim=8, width=16, heads=2, depth=1, aligned_dim=3, s_min=0.1)
+    return videos, features, config
+
+
+def capo_checks(root: Path) -> None:
+    videos, features, config = capo_inputs()
     path = build("qwen2_5_vl", root / "capo-qwen")
     for update in (False, True):
         bb = QwenBackbone.load(str(path), device=DEVICE, max_new_tokens=4)
@@ -140,6 +151,52 @@ def capo_checks(root: Path) -> None:
               f"retention {history[-1]['retention']:.3f}")
 
 
+def peak_gib() -> float | None:
+    return round(torch.cuda.max_memory_allocated() / 2**30, 3) if DEVICE.startswith("cuda") else None
+
+
+def phase(name: str, start: float, **extra) -> None:
+    RESULTS[f"pipeline/{name}"] = {"seconds": round(time.perf_counter() - start, 2), "peak_gib": peak_gib(), **extra}
+    print(f"INFO pipeline/{name}: {RESULTS[f'pipeline/{name}']}", flush=True)
+    if DEVICE.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+
+
+def pipeline_checks(root: Path) -> None:
+    from resadapt.evaluate.sweep import EvalSet, sweep
+    from resadapt.evaluate.taskres import calibrate
+
+    videos, features, config = capo_inputs()
+    path = build("qwen2_5_vl", root / "pipe-qwen")
+    pinned = root / "pinned"
+    pinned.mkdir()
+    (pinned / "identity.json").write_text(json.dumps({"source": "hf", **checkpoint_identity(str(path))}))
+    spec = BackboneSpec("hf", str(pinned), device=DEVICE, dtype="bfloat16", max_new_tokens=4)
+    start = time.perf_counter()
+    bb = build_backbone(spec, trainable=True, lora=LoraSpec(r=4, alpha=8, dropout=0.0))
+    phase("load", start, dtype=str(next(bb.model.parameters()).dtype))
+    loop = LoopConfig(steps=4, prompts=3, allocations=4, answers=2, warmup=2, checkpoint_every=2,
+                      update_backbone=True, rollout_batch=5, update_batch=3)
+    start = time.perf_counter()
+    allocator, history = train_allocator(loop, config, CapoCoefficients(), features, videos, bb, root / "ckpt-pipe",
+                                         progress=False, device=DEVICE)
+    phase("train", start, steps=len(history), retention=round(history[-1]["retention"], 3))
+    lora_moved = all("lora_" in n for n, p in bb.model.named_parameters() if p.requires_grad)
+    save_trained(bb, root / "trained")
+    start = time.perf_counter()
+    evaluated = build_backbone(BackboneSpec("hf", str(pinned), device=DEVICE, dtype="bfloat16", max_new_tokens=4,
+                                            trained=str(root / "trained")))
+    taskres = calibrate(evaluated, videos, n=2)
+    rows = sweep(evaluated, allocator, {1: EvalSet(videos, features)}, [0.25, 0.5, 1.0],
+                 ["full", "fixed_scale", "random_drop", "taskres", "resadapt", "resadapt_policy"], taskres,
+                 progress=False, batch_size=4)
+    phase("evaluate", start, points=len(rows))
+    within = all(r["retention"] <= r["budget"] + 1e-9 for r in rows if r["method"] == "resadapt")
+    check("pipeline/train+evaluate", lora_moved and within and len(rows) == 1 + 3 * 4 + 1,
+          f"{len(history)} CAPO steps, LoRA-only update {lora_moved}, {len(rows)} sweep points, ResAdapt within "
+          f"budget {within}")
+
+
 def main() -> None:
     if DEVICE.startswith("cuda") and not torch.cuda.is_available():
         sys.exit("cuda_check: no CUDA device here (--device cpu for a smoke run)")
@@ -151,10 +208,11 @@ def main() -> None:
                 qwen_checks(kind, Path(tmp))
             except Exception as exc:  # noqa: BLE001 (report every check, then fail)
                 check(f"{kind}/error", False, repr(exc))
-        try:
-            capo_checks(Path(tmp))
-        except Exception as exc:  # noqa: BLE001
-            check("capo/error", False, repr(exc))
+        for name, checks in (("capo", capo_checks), ("pipeline", pipeline_checks)):
+            try:
+                checks(Path(tmp))
+            except Exception as exc:  # noqa: BLE001
+                check(f"{name}/error", False, repr(exc))
     print(json.dumps(RESULTS, indent=1, default=str))
     sys.exit(0 if all(r.get("ok", True) for r in RESULTS.values()) else 1)
 

@@ -196,9 +196,9 @@ class TrainParams(Section):
     update_backbone: bool = Field(False, description="ResAdapt-RL: also update the backbone (token-level PPO)")
     device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$", description="where the Allocator trains")
     backbone_lr: float = Field(1e-4, gt=0)
-    rollout_batch: int = Field(64, ge=1, description="(prompt, allocation) items per generate call: one call holds "
+    rollout_batch: int = Field(8, ge=1, description="(prompt, allocation) items per generate call: one call holds "
                                "rollout_batch × answers sequences, whatever prompts × allocations is")
-    update_batch: int = Field(8, ge=1, description="items per backbone forward/backward in the ResAdapt-RL step "
+    update_batch: int = Field(2, ge=1, description="items per backbone forward/backward in the ResAdapt-RL step "
                               "(gradients accumulated over the step)")
     gradient_checkpointing: bool = Field(False, description="recompute the backbone's activations in its update")
     lora: LoraParams = LoraParams()

@@ -42,7 +42,8 @@ def more_frames(params, videos: list[Video], k: int, encoder, progress: bool) ->
     out, short = [], []
     for v in tqdm(videos, desc=f"decode {k}x frames", unit="video", disable=not progress):
         try:
-            clip = load_clip(Path(params.data.dir) / v.meta["video"], params.shard, n)
+            # a shard sample's video path is relative to the validated manifest's folder
+            clip = load_clip(Path(params.validate_.out_dir) / v.meta["video"], params.shard, n)
         except VideoError as exc:
             short.append(exc.reason if len(short) else str(exc))
             continue

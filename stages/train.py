@@ -18,9 +18,9 @@ import torch
 from dvclive import Live
 
 from resadapt.allocator.model import AllocatorConfig
+from resadapt.backbone.device import pick_device
 from resadapt.backbone.factory import BackboneError, BackboneSpec, LoraSpec, build_backbone, save_trained
 from resadapt.backbone.pin import PinError
-from resadapt.backbone.qwen import pick_device
 from resadapt.capo.advantage import CapoCoefficients
 from resadapt.capo.measure import measure_allocator
 from resadapt.capo.train import LoopConfig, train_allocator

@@ -18,8 +18,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from resadapt.backbone.device import DTYPES, pick_device
 from resadapt.backbone.pin import pinned_source
-from resadapt.backbone.qwen import DTYPES, QwenBackbone, pick_device
 
 ADAPTER_CONFIG = "adapter_config.json"
 
@@ -93,8 +93,10 @@ def build_backbone(spec: BackboneSpec, *, trainable: bool = False, lora: LoraSpe
 
 
 def load_qwen(spec: BackboneSpec, checkpoint: str, revision: str | None, *, trainable: bool,
-              lora: LoraSpec | None, gradient_checkpointing: bool) -> QwenBackbone:
+              lora: LoraSpec | None, gradient_checkpointing: bool):
     """The pinned Qwen checkpoint (or its full ResAdapt-RL update), with its trained or a fresh LoRA adapter."""
+    from resadapt.backbone.qwen import QwenBackbone
+
     trained = Path(spec.trained) if spec.trained else None
     adapter = trained is not None and (trained / ADAPTER_CONFIG).is_file()
     if trained is not None and not adapter and not (trained / "config.json").is_file():

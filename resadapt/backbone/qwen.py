@@ -16,20 +16,12 @@ from collections.abc import Sequence
 import torch
 from transformers import AutoModelForImageTextToText, AutoProcessor, LogitsProcessor, LogitsProcessorList
 
+from resadapt.backbone.device import DTYPES, pick_device
 from resadapt.backbone.interface import Item, Rollouts, plan_item
 from resadapt.backbone.qwen_rope import install_anchored_rope
 from resadapt.backbone.resize import GridSpec, ResizePlan, apply_plan
 
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 MS = 1000.0  # Qwen3-VL timestamps are frame index / fps: indices in milliseconds at fps 1000 give exact times
-
-
-def pick_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError(f"device is {device!r} but torch sees no CUDA device")
-    return torch.device(device)
 
 
 def is_qwen3(processor) -> bool:

@@ -47,8 +47,8 @@ class LoopConfig:
     seed: int = 0
     update_backbone: bool = False
     backbone_lr: float = 1e-4
-    rollout_batch: int = 64  # (prompt, allocation) items per generate call
-    update_batch: int = 8  # items per backbone forward/backward in the ResAdapt-RL step
+    rollout_batch: int = 8  # (prompt, allocation) items per generate call
+    update_batch: int = 2  # items per backbone forward/backward in the ResAdapt-RL step
 
 
 class CollapseGuard:
