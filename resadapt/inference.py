@@ -90,8 +90,9 @@ class Package:
         return QwenBackbone.load(self.pipeline["backbone"]["checkpoint"], device=device)
 
 
-def answer(backbone, allocation: Allocation, question: str, options: tuple[str, ...], task: str) -> str:
-    query = Query(question, options, task, allocation.clip.duration)
+def answer(backbone, allocation: Allocation, question: str, options: tuple[str, ...], task: str,
+           style: str = "plain") -> str:
+    query = Query(question, options, task, allocation.clip.duration, style)
     item = Item(allocation.clip.frames, allocation.scales.tolist(), query, segments=allocation.clip.segments())
     return backbone.generate([item], greedy=True).answers[0][0]
 

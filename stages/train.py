@@ -76,7 +76,7 @@ def main(params, args) -> None:
             backbone.model.save_pretrained(tmp / "backbone")
     held_out = load_features(params.features.out_dir, p.eval_split)
     metrics = measure_allocator(allocator, backbone, held_out,
-                                load_videos(params.shard.out_dir, p.eval_split, held_out.keys))
+                                load_videos(params.shard.out_dir, p.eval_split, held_out.keys), style=p.prompt)
     metrics["train_seconds"] = round(sum(h["seconds"] for h in history), 1)
     metrics["steps"] = len(history)
     full, ours = metrics["full/accuracy"], metrics["resadapt/accuracy"]

@@ -46,6 +46,7 @@ class LoopConfig:
     seed: int = 0
     update_backbone: bool = False
     backbone_lr: float = 1e-4
+    prompt: str = "plain"  # the instruction style of every query (train.prompt)
 
 
 class CollapseGuard:
@@ -72,9 +73,9 @@ def _finite(step: int, **tensors: torch.Tensor) -> None:
             raise FloatingPointError(f"CAPO step {step}: non-finite {name}")
 
 
-def rollout_items(videos: list[Video], scales: torch.Tensor) -> list[Item]:
-    """One Item per (prompt, allocation); scales [B, M, T]."""
-    return [Item(v.frames, scales[b, m].tolist(), Query.from_meta(v.meta), key=v.key)
+def rollout_items(videos: list[Video], scales: torch.Tensor, style: str = "plain") -> list[Item]:
+    """One Item per (prompt, allocation); scales [B, M, T]; ``style``: the prompt's instruction (train.prompt)."""
+    return [Item(v.frames, scales[b, m].tolist(), Query.from_meta(v.meta, style), key=v.key)
             for b, v in enumerate(videos) for m in range(scales.shape[1])]
 
 
@@ -144,7 +145,7 @@ def train_allocator(loop: LoopConfig, allocator_config: AllocatorConfig, capo: C
         alpha, beta = out["alpha"][:, None].expand(B, M, T), out["beta"][:, None].expand(B, M, T)
         u = sample_u(alpha.cpu(), beta.cpu(), gen).to(device)  # [B, M, T], fp32 end to end
         scales = allocator.scales(u)
-        rollouts = backbone.generate(rollout_items(batch, scales.cpu()), n=N)
+        rollouts = backbone.generate(rollout_items(batch, scales.cpu(), loop.prompt), n=N)
         acc = torch.tensor([[sum(v.score(a) for a in rollouts.answers[b * M + m]) / N for m in range(M)]
                             for b, v in enumerate(batch)], device=device)  # [B, M]
         mask = frame_mask[:, None].expand(B, M, T).float()
