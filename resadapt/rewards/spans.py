@@ -56,16 +56,16 @@ def json_spans(data) -> list[Span]:
 
 
 def _json_in(text: str) -> list[Span]:
-    """Rule "JSON": the text, or its outermost ``{…}`` / ``[…]``, parses as JSON holding spans."""
-    for start, end in (("{", "}"), ("[", "]")):
-        i, j = text.find(start), text.rfind(end)
-        if 0 <= i < j:
-            try:
-                found = json_spans(json.loads(text[i : j + 1]))
-            except ValueError:
-                continue
-            if found:
-                return found
+    """Rule "JSON": the whole text is JSON holding spans, or its outermost ``{…}`` is (a list in prose is left to
+    rule "pair", which finds every span in it)."""
+    i, j = text.find("{"), text.rfind("}")
+    for candidate in (text.strip(), text[i : j + 1] if 0 <= i < j else ""):
+        try:
+            found = json_spans(json.loads(candidate))
+        except ValueError:
+            continue
+        if found:
+            return found
     return []
 
 

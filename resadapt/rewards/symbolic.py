@@ -24,6 +24,7 @@ _LATEX = [
 _NAMES = {"sqrt", "pi", "sin", "cos", "tan", "log", "ln", "exp"}
 _SAFE_CHARS = re.compile(r"[0-9A-Za-z+\-*/().\s]*")
 _MAX_LENGTH = 120
+_ATTRIBUTE = re.compile(r"\.(?=[A-Za-z_])|(?<!\d)\.(?!\d)|__")  # a "." that is no decimal point: attribute access
 # every power is a literal (|n| <= 20) or a one-letter exponent, never the base of another power ("9^9^9")
 _EXPONENT = re.compile(r"\*\*\s*([-+]?\d+(?:\.\d+)?|[A-Za-z])(?![\w.]|\s*\*\*)")
 _MAX_POWERS, _MAX_EXPONENT = 4, 20
@@ -34,7 +35,7 @@ def to_sympy_text(text: str) -> str | None:
     text = text.strip()
     for pattern, repl in _LATEX:
         text = pattern.sub(repl, text)
-    if not text or len(text) > _MAX_LENGTH or not _SAFE_CHARS.fullmatch(text) or "__" in text:
+    if not text or len(text) > _MAX_LENGTH or not _SAFE_CHARS.fullmatch(text) or _ATTRIBUTE.search(text):
         return None
     if any(len(name) > 1 and name not in _NAMES for name in re.findall(r"[A-Za-z]+", text)):
         return None
