@@ -8,7 +8,8 @@ import os
 import sys
 from pathlib import Path
 
-from resadapt.config import ParamsError, load_params
+from resadapt.config import PROMPT_STYLES, ParamsError, load_params
+from resadapt.rewards.score import TASKS
 from resadapt.stage import TELEMETRY_OFF
 
 EPILOG = """examples:
@@ -18,6 +19,7 @@ EPILOG = """examples:
   resadapt register --stage prod      # after `dvc repro` and `git commit`
   resadapt models                     # registered versions with their lineage
   resadapt audit                      # experiments and models: params, data hash, metrics, Prefect run
+  resadapt import train.parquet data/mine/manifest.jsonl   # the reference's parquet or Video-R1 JSON(L)
 """
 
 
@@ -46,10 +48,10 @@ def cmd_allocate(args) -> None:
     if args.command == "answer":
         options = tuple(o.strip() for o in args.options.split(",")) if args.options else ()
         task = args.task or ("mcq" if options else "open")
-        if pkg.builtin and task == "open":
+        if pkg.builtin and (task not in ("mcq", "grounding") or args.prompt != "plain"):
             raise SystemExit("resadapt: error: the built-in backbone answers multiple choice (--options) or "
-                             "grounding (--task grounding) questions")
-        result["answer"] = answer(pkg.backbone(args.device), allocation, args.question, options, task)
+                             "grounding (--task grounding) questions, in one token (--prompt plain)")
+        result["answer"] = answer(pkg.backbone(args.device), allocation, args.question, options, task, args.prompt)
     if args.save_frames:
         result["saved_frames"] = [str(p) for p in save_frames(allocation, args.save_frames)]
     if args.json:
@@ -131,6 +133,27 @@ def cmd_audit(args) -> None:
               f"prefect run {m['prefect_run_id'] or '-'}  data {m['data'].get('data/shards', '?')[:12]}")
 
 
+def cmd_import(args) -> None:
+    from resadapt.data.importer import import_manifest, rejects_path
+
+    try:
+        out = import_manifest(args.source, args.manifest, args.video_root, args.split)
+    except ValueError as exc:  # an unknown format, a file that is no JSON or parquet at all (pyarrow's errors too)
+        raise SystemExit(f"resadapt: error: {args.source}: {exc}") from None
+    if args.json:
+        print(json.dumps(out, indent=2))
+        return
+    print(f"{out['source']}: {out['converted']} of {out['rows']} rows converted to {out['manifest']}")
+    for r in out["rejects"]:
+        print(f"  line {r['line']} (id {r['id']}): {'; '.join(r['reasons'])}")
+    if out["rejects"]:
+        print(f"rejected rows: {rejects_path(Path(args.manifest))}")
+    if out["outside"]:
+        print(f"warning: {len(out['outside'])} video(s) lie outside {Path(args.manifest).parent}/ and keep their "
+              "absolute paths (e.g. " + out["outside"][0] + "); validating them needs data.allow_outside: true, "
+              "and DVC does not version them", file=sys.stderr)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="resadapt", description=__doc__, epilog=EPILOG,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -148,7 +171,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--save-frames", metavar="DIR", help="write the resized frames as PNGs")
         if name == "answer":
             p.add_argument("--options", help="comma-separated options of a multiple-choice question")
-            p.add_argument("--task", choices=["mcq", "grounding", "open"], help="default: mcq with --options")
+            p.add_argument("--task", choices=TASKS, help="default: mcq with --options, else open")
+            p.add_argument("--prompt", choices=PROMPT_STYLES, default="plain", help="the instruction (default: plain)")
             p.add_argument("--device", help="backbone device (auto, cpu, cuda, cuda:N; default: the package's)")
         p.set_defaults(func=cmd_allocate)
     p = sub.add_parser("register", help="register the committed package (gate passed) as a new GTO version")
@@ -165,6 +189,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("audit", help="experiments and registered models: params, data hash, metrics, Prefect run")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_audit)
+    p = sub.add_parser("import", help="convert the reference's verl parquet or Video-R1 JSON/JSONL to a manifest",
+                       description="Convert the reference's data (verl-style .parquet, Video-R1-style .json/.jsonl) "
+                       "to a manifest; rows that cannot be converted are reported with their line and reason.")
+    p.add_argument("source", help="a .parquet, .jsonl or .json file")
+    p.add_argument("manifest", help="the manifest to write (video paths become relative to its folder)")
+    p.add_argument("--video-root", help="folder that relative video paths start from (default: the source's)")
+    p.add_argument("--split", help="the split of every row (default: the row's own split, else train)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_import)
     return parser
 
 

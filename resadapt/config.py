@@ -7,7 +7,7 @@ Unknown keys and bad values fail with the file name and the dotted key path, so 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -153,6 +153,29 @@ class CapoParams(Section):
         "built-in data, see README); more_pixels: wrong-and-cheap is penalised (reference code)")
 
 
+PromptStyle = Literal["plain", "reasoning"]
+PROMPT_STYLES: tuple[str, ...] = get_args(PromptStyle)
+
+
+class RewardParams(Section):
+    """The backbone's score in ResAdapt-RL (method spec §7): accuracy · acc + format · fmt + the DAPO overlong
+    penalty. The Allocator's reward is acc alone."""
+
+    accuracy: float = Field(1.0, ge=0, description="weight of acc")
+    format: float = Field(0.2, ge=0, description="weight of fmt (1 <think>…</think><answer>…</answer>, 0, or -1 "
+                          "for unbalanced tags)")
+    max_response_tokens: int = Field(8192, ge=1, description="L_max: the penalty reaches -overlong_factor here")
+    overlong_buffer: int = Field(4096, ge=1, description="the penalty ramps over the last this many tokens")
+    overlong_factor: float = Field(1.0, ge=0, description="0 turns the overlong penalty off")
+
+    @model_validator(mode="after")
+    def _check(self) -> RewardParams:
+        if self.overlong_buffer > self.max_response_tokens:
+            raise ValueError(f"overlong_buffer ({self.overlong_buffer}) must not exceed max_response_tokens "
+                             f"({self.max_response_tokens})")
+        return self
+
+
 class LoraParams(Section):
     """A LoRA adapter (peft) on the backbone's language model instead of a full ResAdapt-RL update."""
 
@@ -194,6 +217,9 @@ class TrainParams(Section):
     capo: CapoParams = CapoParams()
     checkpoint_every: int = Field(50, ge=1)
     update_backbone: bool = Field(False, description="ResAdapt-RL: also update the backbone (token-level PPO)")
+    prompt: PromptStyle = Field("plain", description="plain: answer directly; reasoning: <think>, then <answer> "
+                                "with a \\boxed{} final answer (the reference's instruction)")
+    reward: RewardParams = RewardParams()
     device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$", description="where the Allocator trains")
     backbone_lr: float = Field(1e-4, gt=0)
     rollout_batch: int = Field(8, ge=1, description="(prompt, allocation) items per generate call: one call holds "
@@ -233,6 +259,7 @@ class EvaluateParams(Section):
     heatmaps: int = Field(4, ge=0, description="eval videos drawn in the allocation heatmaps")
     taskres_samples: int = Field(8, ge=2, description="TaskRes: answers sampled per calibration sample")
     batch_size: int = Field(32, ge=1, description="items per backbone generate call")
+    prompt: PromptStyle = Field("plain", description="the instruction: plain or reasoning (as train.prompt)")
     seed: int = 0
     threads: int = Field(2, ge=1)
 
@@ -274,6 +301,11 @@ class Params(Section):
         if self.backbone.source == "builtin" and (self.train.lora.enabled or self.train.gradient_checkpointing):
             raise ValueError("train.lora and train.gradient_checkpointing need backbone.source: hf (the built-in "
                              "model is small and has no attention projections)")
+        reasoning = [f"{k}.prompt" for k, p in (("train", self.train), ("evaluate", self.evaluate))
+                     if p.prompt == "reasoning"]
+        if reasoning and self.backbone.source == "builtin":
+            raise ValueError(f"{', '.join(reasoning)}: reasoning needs a chat backbone (backbone.source: hf); the "
+                             "built-in backbone reads only the question's words and answers in one token")
         if self.register_.target_budget not in self.evaluate.budgets:
             raise ValueError(f"register.target_budget {self.register_.target_budget} must be one of evaluate.budgets "
                              f"{self.evaluate.budgets} (the gate reads that sweep point)")

@@ -97,8 +97,9 @@ class Package:
             raise PackageError(f"{self.path}: {exc}") from None
 
 
-def answer(backbone, allocation: Allocation, question: str, options: tuple[str, ...], task: str) -> str:
-    query = Query(question, options, task, allocation.clip.duration)
+def answer(backbone, allocation: Allocation, question: str, options: tuple[str, ...], task: str,
+           style: str = "plain") -> str:
+    query = Query(question, options, task, allocation.clip.duration, style)
     item = Item(allocation.clip.frames, allocation.scales.tolist(), query, segments=allocation.clip.segments())
     return backbone.generate([item], greedy=True).answers[0][0]
 

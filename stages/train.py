@@ -85,7 +85,8 @@ def main(params, args) -> None:
         backbone.model.eval()
     held_out = load_features(params.features.out_dir, p.eval_split)
     metrics = measure_allocator(allocator, backbone, held_out,
-                                load_videos(params.shard.out_dir, p.eval_split, held_out.keys), p.rollout_batch)
+                                load_videos(params.shard.out_dir, p.eval_split, held_out.keys), p.rollout_batch,
+                                style=p.prompt)
     metrics["train_seconds"] = round(sum(h["seconds"] for h in history), 1)
     metrics["steps"] = len(history)
     full, ours = metrics["full/accuracy"], metrics["resadapt/accuracy"]

@@ -53,3 +53,15 @@ def test_glyph_must_fit_the_frame(tmp_path):
 def test_not_a_mapping(tmp_path):
     with pytest.raises(ParamsError, match="mapping"):
         load_params(write(tmp_path, "- a\n- b\n"))
+
+
+def test_reasoning_prompts_need_a_chat_backbone(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("train:\n  prompt: reasoning\nevaluate:\n  prompt: reasoning\n", encoding="utf-8")
+    with pytest.raises(ParamsError, match="train.prompt, evaluate.prompt: reasoning needs a chat backbone"):
+        load_params(path)
+    path.write_text("backbone: {source: hf, checkpoint: Qwen/Qwen2.5-VL-7B-Instruct}\nevaluate: {prompt: reasoning}\n"
+                    "train: {reward: {format: 0.5}}\n", encoding="utf-8")
+    params = load_params(path)
+    assert params.evaluate.prompt == "reasoning" and params.train.prompt == "plain"
+    assert params.train.reward.format == 0.5

@@ -26,9 +26,10 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import PretrainedConfig, PreTrainedModel
 
-from resadapt.backbone.answers import format_span, iou, parse_letter, parse_span
 from resadapt.backbone.interface import Item, Rollouts, plan_item
 from resadapt.backbone.resize import GridSpec, resize_frames
+from resadapt.rewards.choice import chosen_letter
+from resadapt.rewards.spans import format_span, iou, parse_span
 
 _WORD = re.compile(r"[a-z]+")
 
@@ -260,7 +261,8 @@ class BuiltinBackbone:
                 spans = [parse_span(t) for t in texts]
                 pick = [max(range(len(spans)), key=lambda k: iou(spans[k], parse_span(a) or (0, 0))) for a in given]
             else:
-                letters = texts
-                pick = [letters.index(parse_letter(a, letters)) if parse_letter(a, letters) else -1 for a in given]
+                letters = "".join(texts)
+                chosen = [chosen_letter(a, letters, it.query.options) for a in given]
+                pick = [letters.index(c) if c else -1 for c in chosen]
             rows.append(torch.stack([logp[k] if k >= 0 else logp.new_tensor(-30.0) for k in pick]))
         return torch.stack(rows)

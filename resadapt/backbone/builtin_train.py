@@ -17,11 +17,11 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from resadapt.backbone.answers import accuracy
 from resadapt.backbone.builtin import BuiltinBackbone, BuiltinConfig, BuiltinVideoQA, words
 from resadapt.backbone.interface import Item, Query
 from resadapt.data.shards import iter_split, sampled_labels
 from resadapt.data.synth import PALETTE, STRIPES, make_question
+from resadapt.rewards import Truth, accuracy
 
 LEGIBLE = 0.95  # frames at or above this scale get the per-cell glyph labels
 BLIND = 0.45  # frames below this scale cannot show the glyph: their glyph read is trained toward uniform
@@ -161,10 +161,7 @@ def evaluate(backbone: BuiltinBackbone, videos: list[Video], condition: str, bat
             items.append(Item(v.frames, scales, Query.from_meta(v.meta)))
         rollouts = backbone.generate(items, greedy=True)
         for v, answers, r in zip(chunk, rollouts.answers, rollouts.retention, strict=True):
-            m = v.meta
-            score = accuracy(answers[0], m["task"], m["answer"], tuple(m["span"]) if m.get("span") else None,
-                             [chr(65 + i) for i in range(len(m.get("options", [])))])
-            (acc if m["task"] == "mcq" else ious).append(score)
+            (acc if v.meta["task"] == "mcq" else ious).append(accuracy(answers[0], Truth.from_meta(v.meta)))
             retention.append(r)
     return {"accuracy": float(np.mean(acc)) if acc else None, "miou": float(np.mean(ious)) if ious else None,
             "retention": float(np.mean(retention)), "n_mcq": len(acc), "n_grounding": len(ious)}

@@ -12,30 +12,65 @@ from typing import Protocol
 import torch
 
 from resadapt.backbone.resize import GridSpec, ResizePlan, plan_resize
+from resadapt.rewards.choice import is_multi_select, option_letters
+from resadapt.rewards.score import SPAN_TASKS
+
+# the final answer's form per task; multi-select and option-less variants below
+ANSWER_FORMS = {
+    "mcq": "the option's letter",
+    "grounding": "[start, end] in seconds",
+    "gqa": "the option's letter, then \" <> \", then [start, end] in seconds of the moment that shows it",
+    "numerical": "a number",
+    "regression": "a number",
+    "math": "the final value",
+    "ocr": "the text exactly as it is written",
+    "free_form": "one or two sentences",
+    "open": "a word or a short phrase",
+}
+MULTI_SELECT_FORM = "the letters of all correct options, separated by commas"
+GQA_OPEN_FORM = "a short answer, then \" <> \", then [start, end] in seconds of the moment that shows it"
+REASONING = ("First think about the reasoning process as an internal monologue, then give the final answer. Put the "
+             "reasoning inside <think> </think> tags and the answer inside <answer> </answer> tags, with the final "
+             "answer in \\boxed{} inside the answer tags. Write nothing outside these tags.")
 
 
 @dataclass(frozen=True)
 class Query:
     question: str
     options: tuple[str, ...] = ()
-    task: str = "mcq"  # mcq | grounding | open
+    task: str = "mcq"  # resadapt.rewards.TASKS: mcq | grounding | open | numerical | math | ocr | free_form | …
     duration: float = 0.0  # seconds the sampled frames cover (grounding answers are spans inside it)
+    style: str = "plain"  # plain | reasoning (config.PromptStyle)
+    multi_select: bool = False
     times: tuple[float, ...] = ()  # each sampled frame's time in the original video (s), where known
 
     @classmethod
-    def from_meta(cls, meta: dict) -> Query:
-        """From a shard sample's JSON."""
-        return cls(meta["question"], tuple(meta.get("options", ())), meta["task"], float(meta.get("duration", 0.0)),
+    def from_meta(cls, meta: dict, style: str = "plain") -> Query:
+        """From a shard sample's JSON; ``style``: the ``train.prompt`` / ``evaluate.prompt`` param."""
+        options = tuple(meta.get("options", ()))
+        multi = meta["task"] == "mcq" and is_multi_select(bool(meta.get("multi_select", False)), str(meta["answer"]),
+                                                           option_letters(len(options)))
+        return cls(meta["question"], options, meta["task"], float(meta.get("duration", 0.0)), style, multi,
                    tuple(float(t) for t in meta.get("timestamps", ())))
 
+    def answer_form(self) -> str:
+        if self.multi_select:
+            return MULTI_SELECT_FORM
+        if self.task == "gqa" and not self.options:
+            return GQA_OPEN_FORM
+        return ANSWER_FORMS[self.task]
+
     def prompt(self) -> str:
-        """The text a chat backbone reads: question, lettered options, and the answer format."""
+        """The text a chat backbone reads: question, lettered options, the clip's length for a span answer, and the
+        instruction (plain: "Answer with …"; reasoning: think, then answer in a box inside <answer>)."""
         lines = [self.question]
         lines += [f"{chr(65 + i)}. {o}" for i, o in enumerate(self.options)]
-        if self.task == "mcq":
-            lines.append("Answer with the option's letter.")
-        elif self.task == "grounding":
-            lines.append("Answer with [start, end] in seconds.")
+        if self.task in SPAN_TASKS and self.duration > 0:
+            lines.append(f"The video is {self.duration:.1f} seconds long.")
+        if self.style == "reasoning":
+            lines.append(f"{REASONING} The final answer is {self.answer_form()}.")
+        else:
+            lines.append(f"Answer with {self.answer_form()}.")
         return "\n".join(lines)
 
 

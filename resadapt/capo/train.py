@@ -23,6 +23,7 @@ from resadapt.capo.advantage import CapoCoefficients, capo_advantage, proxy_cost
 from resadapt.capo.backbone_update import backbone_step
 from resadapt.capo.checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
 from resadapt.capo.losses import concentration_loss, ppo_loss, similarity_loss
+from resadapt.config import RewardParams
 from resadapt.data.sample import Video
 from resadapt.features.coarse import Features
 
@@ -49,6 +50,8 @@ class LoopConfig:
     backbone_lr: float = 1e-4
     rollout_batch: int = 8  # (prompt, allocation) items per generate call
     update_batch: int = 2  # items per backbone forward/backward in the ResAdapt-RL step
+    prompt: str = "plain"  # the instruction style of every query (train.prompt)
+    reward: RewardParams = RewardParams()  # the backbone's score in ResAdapt-RL (train.reward)
 
 
 class CollapseGuard:
@@ -75,9 +78,9 @@ def _finite(step: int, **tensors: torch.Tensor) -> None:
             raise FloatingPointError(f"CAPO step {step}: non-finite {name}")
 
 
-def rollout_items(videos: list[Video], scales: torch.Tensor) -> list[Item]:
-    """One Item per (prompt, allocation); scales [B, M, T]."""
-    return [Item(v.frames, scales[b, m].tolist(), Query.from_meta(v.meta), key=v.key)
+def rollout_items(videos: list[Video], scales: torch.Tensor, style: str = "plain") -> list[Item]:
+    """One Item per (prompt, allocation); scales [B, M, T]; ``style``: the prompt's instruction (train.prompt)."""
+    return [Item(v.frames, scales[b, m].tolist(), Query.from_meta(v.meta, style), key=v.key)
             for b, v in enumerate(videos) for m in range(scales.shape[1])]
 
 
@@ -147,7 +150,7 @@ def train_allocator(loop: LoopConfig, allocator_config: AllocatorConfig, capo: C
         alpha, beta = out["alpha"][:, None].expand(B, M, T), out["beta"][:, None].expand(B, M, T)
         u = sample_u(alpha.cpu(), beta.cpu(), gen).to(device)  # [B, M, T], fp32 end to end
         scales = allocator.scales(u)
-        items = rollout_items(batch, scales.cpu())
+        items = rollout_items(batch, scales.cpu(), loop.prompt)
         rollouts = generate_batched(backbone, items, N, loop.rollout_batch)
         acc = torch.tensor([[sum(v.score(a) for a in rollouts.answers[b * M + m]) / N for m in range(M)]
                             for b, v in enumerate(batch)], device=device)  # [B, M]
@@ -173,8 +176,11 @@ def train_allocator(loop: LoopConfig, allocator_config: AllocatorConfig, capo: C
             losses = {"ppo": l_ppo.item(), "conc": l_conc.item(), "sim": l_sim.item(), "total": loss.item()}
         sched.step()
         if backbone_opt is not None:
-            scores = torch.tensor([[v.score(a) for m in range(M) for a in rollouts.answers[b * M + m]]
-                                   for b, v in enumerate(batch)])  # [B, M·N]
+            lengths = rollouts.token_ids or [[[0] for _ in row] for row in rollouts.answers]  # tokens per answer
+            scores = torch.tensor([[v.backbone_score(a, len(ids), loop.reward)
+                                    for m in range(M) for a, ids in zip(rollouts.answers[b * M + m],
+                                                                       lengths[b * M + m], strict=True)]
+                                   for b, v in enumerate(batch)])  # [B, M·N]: acc, format and overlong terms
             losses["backbone"] = backbone_step(backbone, backbone_opt, items, rollouts.token_ids or rollouts.answers,
                                                scores, N, loop)
         metrics = step_metrics(scales.cpu(), frame_mask.cpu(), acc.cpu(), cost.cpu(), rollouts.retention,

@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from resadapt.rewards.score import SPAN_TASKS, Task
 
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
@@ -27,9 +29,16 @@ class Sample(BaseModel):
     video: str = Field(min_length=1, description="path relative to the manifest's folder")
     question: str
     options: list[str] = Field(default_factory=list, description="option texts; option i has letter A, B, …")
-    answer: str = Field(description="mcq: a letter; grounding: '[start, end]' in seconds; open: free text")
-    task: Literal["mcq", "grounding", "open"]
-    span: tuple[float, float] | None = Field(None, description="[start, end] in seconds (grounding)")
+    answer: str = Field(description="mcq: a letter (multi-select: letters, 'A, C'); grounding: '[start, end]' in "
+                        "seconds; gqa: the answer (its span in span/spans); numerical, regression, math: a number; "
+                        "open, ocr, free_form: text")
+    task: Task = Field(description="the problem type, which picks the reward rule (README \"Problem types\")")
+    span: tuple[float, float] | None = Field(None, description="[start, end] in seconds (grounding, gqa)")
+    spans: list[tuple[float, float]] | None = Field(None, min_length=1, description=(
+        "every ground-truth [start, end] when there are several (grounding, gqa; instead of span): acc is the IoU "
+        "with the nearest"))
+    multi_select: bool | None = Field(None, description="mcq: several options may be right (acc: Dice over letter "
+                                      "sets); a ground truth with several letters is multi-select anyway")
     split: str = Field(min_length=1)
     meta: dict[str, Any] | None = Field(None, description="what a generator knows (per-frame labels, …)")
 
@@ -37,9 +46,18 @@ class Sample(BaseModel):
     def _task_fields(self) -> Sample:
         if self.task == "mcq" and len(self.options) < 2:
             raise ValueError("an mcq row needs at least 2 options")
-        if self.task == "grounding" and self.span is None:
-            raise ValueError("a grounding row needs span [start, end]")
+        if self.task in SPAN_TASKS and (self.span is None) == (self.spans is None):
+            raise ValueError(f"a {self.task} row needs span [start, end] or spans [[start, end], …] (one of them)")
+        if self.task not in SPAN_TASKS and (self.span is not None or self.spans is not None):
+            raise ValueError(f"span/spans belong to grounding and gqa rows, not {self.task}")
+        if self.multi_select is not None and self.task != "mcq":
+            raise ValueError(f"multi_select belongs to mcq rows, not {self.task}")
         return self
+
+    @property
+    def all_spans(self) -> list[tuple[float, float]]:
+        """Every ground-truth span (``spans``, or ``span`` alone)."""
+        return list(self.spans or ([self.span] if self.span else []))
 
     @property
     def letters(self) -> list[str]:

@@ -7,6 +7,7 @@ are written to a clean manifest. The run fails only when the rejected share exce
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from resadapt.config import ValidateParams
 from resadapt.data.manifest import Sample, read_manifest, sample_row
 from resadapt.data.video import VideoError, probe
 from resadapt.io import write_json, write_jsonl, write_text
+from resadapt.rewards.numbers import parse_number
 
 
 class TooManyRejects(RuntimeError):
@@ -48,10 +50,21 @@ def _probe_all(paths: list[Path], n_workers: int, progress: bool) -> dict[Path, 
 
 
 def _span_ok(sample: Sample, duration: float | None) -> bool:
-    if sample.span is None:
+    return all(duration is not None and 0 <= start < end <= duration + 1e-6 for start, end in sample.all_spans)
+
+
+NUMBER_TASKS = ("numerical", "regression", "math")
+
+
+def _answer_in_options(sample: Sample) -> bool:
+    """mcq: the answer is an option letter (multi-select: letters, "A, C"); gqa with options: a letter."""
+    if sample.task == "gqa" and sample.options:
+        return sample.answer.strip() in sample.letters
+    if sample.task != "mcq":
         return True
-    start, end = sample.span
-    return duration is not None and 0 <= start < end <= duration + 1e-6
+    letters = [t for t in re.split(r"[\s,;]+", sample.answer.strip()) if t]
+    return bool(letters) and all(t in sample.letters for t in letters) and (len(letters) == 1 or
+                                                                           sample.multi_select is not False)
 
 
 def probe_frame(rows: list[tuple[int, Sample]], root: Path, n_workers: int = 2, progress: bool = False) -> pd.DataFrame:
@@ -63,9 +76,11 @@ def probe_frame(rows: list[tuple[int, Sample]], root: Path, n_workers: int = 2, 
         info = probes[root / s.video]
         records.append({
             "row": row, "id": s.id, "video": s.video, "question": s.question, "task": s.task, "answer": s.answer,
-            "letters": "".join(s.letters), "span": list(s.span) if s.span else None,
+            "letters": "".join(s.letters),
+            "span": [list(x) for x in s.spans] if s.spans else list(s.span) if s.span else None,
             "duplicate_of": first_row.get(s.id),
-            "answer_in_options": s.task != "mcq" or s.answer.strip() in s.letters,
+            "answer_in_options": _answer_in_options(s),
+            "answer_is_number": s.task not in NUMBER_TASKS or parse_number(s.answer) is not None,
             "span_ok": _span_ok(s, info.get("duration")),
             **{k: info.get(k) for k in ("video_ok", "video_error", "width", "height", "fps", "duration", "n_frames")},
         })
@@ -86,6 +101,10 @@ def build_checks(params: ValidateParams, min_frames: int) -> list[Check]:
         Check("answer among options", lambda: gxe.ExpectColumnValuesToBeInSet(column="answer_in_options",
                                                                               value_set=[True]),
               lambda r: f"answer {r.answer!r} is not among the option letters {', '.join(r.letters)}"),
+        Check("non-empty answer", lambda: gxe.ExpectColumnValuesToNotMatchRegex(column="answer", regex=r"^\s*$"),
+              lambda r: "empty answer"),
+        Check("numeric answer", lambda: gxe.ExpectColumnValuesToBeInSet(column="answer_is_number", value_set=[True]),
+              lambda r: f"answer {r.answer!r} of a {r.task} row does not parse as a number"),
         Check("span inside duration", lambda: gxe.ExpectColumnValuesToBeInSet(column="span_ok", value_set=[True]),
               lambda r: f"span {r.span} is not inside the video's 0–{r.duration if r.video_ok else '?'} s"),
         Check("video exists and decodes", lambda: gxe.ExpectColumnValuesToBeInSet(column="video_ok", value_set=[True]),

@@ -71,11 +71,13 @@ def resadapt_scales(allocator: Allocator, evalset: EvalSet, backbone, r: float |
 
 
 def sweep(backbone, allocator: Allocator, sets: dict[int, EvalSet], budgets: Sequence[float], methods: Sequence[str],
-          taskres: TaskRes | None, seed: int = 0, progress: bool = True, batch_size: int = 32) -> list[dict]:
-    """One row per (method, budget): the method's scores and measured cost. ``sets[1]`` is the 1× split."""
+          taskres: TaskRes | None, seed: int = 0, progress: bool = True, batch_size: int = 32,
+          style: str = "plain") -> list[dict]:
+    """One row per (method, budget): the method's scores and measured cost. ``sets[1]`` is the 1× split;
+    ``style``: the prompt's instruction (evaluate.prompt)."""
     base = sets[1]
     base_tokens = [full_tokens(frame_size(v), len(v.frames), backbone.grid) for v in base.videos]
-    queries = [Query.from_meta(v.meta) for v in base.videos]
+    queries = [Query.from_meta(v.meta, style) for v in base.videos]
     rows = []
 
     def run(method: str, budget: float | None, items: list[Item], videos: list[Video]) -> None:
@@ -116,7 +118,7 @@ def sweep(backbone, allocator: Allocator, sets: dict[int, EvalSet], budgets: Seq
                 raise ValueError(f"method {method}: no {k}x-frame clips were loaded")
             more = sets[k]
             scales = resadapt_scales(allocator, more, backbone, r, base_tokens)
-            run(method, r, [Item(v.frames, s.tolist(), Query.from_meta(v.meta), key=f"{v.key}@{k}x")
+            run(method, r, [Item(v.frames, s.tolist(), Query.from_meta(v.meta, style), key=f"{v.key}@{k}x")
                             for v, s in zip(more.videos, scales, strict=True)], more.videos)
         else:
             raise ValueError(f"unknown method {method!r}")

@@ -75,8 +75,9 @@ class TaskRes:
 
 
 def calibrate(backbone, videos: list, scales: tuple[float, ...] = (0.25, 0.5, 1.0), n: int = 8, seed: int = 0,
-              batch_size: int = 32, progress: bool = False) -> TaskRes:
-    """Fit TaskRes on calibration videos (objects with ``frames`` [T, H, W, 3] and ``meta``)."""
+              batch_size: int = 32, progress: bool = False, style: str = "plain") -> TaskRes:
+    """Fit TaskRes on calibration videos (objects with ``frames`` [T, H, W, 3] and ``meta``); ``style``: the
+    prompt's instruction."""
     by_task: dict[str, list] = defaultdict(list)
     for v in videos:
         by_task[v.meta["task"]].append(v)
@@ -91,7 +92,7 @@ def calibrate(backbone, videos: list, scales: tuple[float, ...] = (0.25, 0.5, 1.
             answers = []
             for start in range(0, len(group), batch_size):
                 chunk = group[start : start + batch_size]
-                items = [Item(v.frames, [s] * len(v.frames), Query.from_meta(v.meta)) for v in chunk]
+                items = [Item(v.frames, [s] * len(v.frames), Query.from_meta(v.meta, style)) for v in chunk]
                 answers += backbone.generate(items, n=n, temperature=1.0).answers
             curves[task][s] = uncertainty(answers)
         need[task] = comp[task] * max(EPS, curves[task][min(scales)] - curves[task][max(scales)])

@@ -25,7 +25,7 @@ def clip(grid, n_frames=8, times=()):
     torch.manual_seed(0)
     side = grid.factor * 4
     return torch.randint(0, 256, (n_frames, side, side, 3), dtype=torch.uint8), Query(
-        "When does the red frame appear?", (), "grounding", 4.0, tuple(times))
+        "When does the red frame appear?", (), "grounding", 4.0, times=tuple(times))
 
 
 def positions(backbone, inputs, stock: bool):
