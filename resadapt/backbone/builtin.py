@@ -92,7 +92,7 @@ class BuiltinVideoQA(PreTrainedModel):
             x = torch.stack([frames[i] for i in idx]).permute(0, 3, 1, 2).float().div_(255).sub_(0.5)
             tokens = self.token_norm(self.stem(x).flatten(2).transpose(1, 2))  # [n, L, width]
             parts.append(F.pad(tokens, (0, 0, 0, length - tokens.shape[1])))
-            masks.append(torch.arange(length).expand(len(idx), -1) < tokens.shape[1])
+            masks.append(torch.arange(length, device=tokens.device).expand(len(idx), -1) < tokens.shape[1])
             order += idx
         inverse = torch.empty(len(order), dtype=torch.long)
         inverse[torch.tensor(order)] = torch.arange(len(order))
@@ -122,7 +122,8 @@ class BuiltinVideoQA(PreTrainedModel):
         """[B, C]: which border colour each question asks about."""
         ids = [torch.tensor(self.word_ids(q)) for q in questions]
         offsets = torch.tensor([0] + [len(i) for i in ids[:-1]]).cumsum(0)
-        return self.query_colour(self.word_embedding(torch.cat(ids), offsets))
+        device = self.word_embedding.weight.device
+        return self.query_colour(self.word_embedding(torch.cat(ids).to(device), offsets.to(device)))
 
     def answer(self, colour_logits: torch.Tensor, log_class_t: torch.Tensor,
                questions: Sequence[str]) -> dict[str, torch.Tensor]:
