@@ -125,16 +125,21 @@ class FeaturesParams(Section):
     """Coarse features for the Allocator, from a frozen lightweight encoder over low-resolution frames."""
 
     out_dir: str = "data/features"
-    encoder: Literal["builtin", "hf"] = Field("builtin", description="builtin: the built-in backbone's stem and "
-                                              "words; hf: a CLIP/SigLIP-style checkpoint")
-    checkpoint: str = Field("", description="hf: local path or hub id, e.g. google/siglip-base-patch16-224")
+    encoder: Literal["builtin", "hf", "vlm"] = Field("builtin", description="builtin: the built-in backbone's stem "
+                                                     "and words; hf: a CLIP/SigLIP-style checkpoint; vlm: a "
+                                                     "SmolVLM/Idefics3-style VLM's vision and text towers")
+    checkpoint: str = Field("", description="hf/vlm: local path or hub id, e.g. google/siglip-base-patch16-224, "
+                            "HuggingFaceTB/SmolVLM2-256M-Video-Instruct")
     side: int = Field(56, ge=28, description="frames are encoded at side×side pixels")
+    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$", description="where the encoder runs")
+    batch_size: int = Field(64, ge=1, description="frames (and query texts) per encoder forward pass")
+    dtype: Literal["float16", "float32"] = Field("float16", description="stored dtype of the features")
     splits: list[str] = Field(default_factory=lambda: ["train", "val", "eval"])
 
     @model_validator(mode="after")
     def _check(self) -> FeaturesParams:
-        if self.encoder == "hf" and not self.checkpoint:
-            raise ValueError("encoder: hf needs checkpoint (a local path or hub id)")
+        if self.encoder in ("hf", "vlm") and not self.checkpoint:
+            raise ValueError(f"encoder: {self.encoder} needs checkpoint (a local path or hub id)")
         return self
 
 

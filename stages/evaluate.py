@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from resadapt.allocator.model import Allocator
 from resadapt.backbone.factory import BackboneError, BackboneSpec, build_backbone
+from resadapt.backbone.interface import Query
 from resadapt.backbone.pin import PinError
 from resadapt.data.clips import load_clip
 from resadapt.data.sample import Video
@@ -51,7 +52,7 @@ def more_frames(params, videos: list[Video], k: int, encoder, progress: bool) ->
     if short:
         raise StageError(f"resadapt_x{k} needs {n} frames per video; {len(short)} video(s) cannot give them "
                          f"(first: {short[0]}): drop resadapt_x{k} from evaluate.methods or use longer videos")
-    features = encode(encoder, [v.frames for v in out], [v.meta["question"] for v in out], [v.key for v in out])
+    features = encode(encoder, [v.frames for v in out], [Query.from_meta(v.meta) for v in out], [v.key for v in out])
     return EvalSet(out, features)
 
 
@@ -70,8 +71,8 @@ def main(params, args) -> None:
     sets = {1: EvalSet(videos, features)}
     multipliers = sorted({int(m.removeprefix("resadapt_x")) for m in p.methods if m.startswith("resadapt_x")})
     if multipliers:
-        encoder = make_encoder(params.features.encoder, params.features.side, params.backbone.out_dir,
-                               params.features.checkpoint)
+        f = params.features
+        encoder = make_encoder(f.encoder, f.side, params.backbone.out_dir, f.checkpoint, f.device, f.batch_size)
         for k in multipliers:
             sets[k] = more_frames(params, videos, k, encoder, progress=not args.no_progress)
     taskres = None

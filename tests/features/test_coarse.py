@@ -1,89 +1,98 @@
-import numpy as np
+import gc
+from pathlib import Path
+
 import pytest
 import torch
+from safetensors import safe_open
 
-from resadapt.backbone.builtin import BuiltinConfig, BuiltinVideoQA
-from resadapt.config import ShardParams
-from resadapt.data.shards import write_shards
-from resadapt.data.synth import PALETTE, STRIPES
-from resadapt.features.coarse import BuiltinEncoder, HFEncoder, extract_split, load_features, save_features
-from tests.conftest import counting_clip, mcq_row, write_manifest
+from resadapt.features.coarse import Features, StoredTensor, load_features, save_features
 
 
-@pytest.fixture(scope="module")
-def shards(tmp_path_factory):
-    root = tmp_path_factory.mktemp("in")
-    rows = []
-    for i in range(3):
-        counting_clip(root / f"v{i}.mp4", 8, size=(56, 56))
-        rows.append(mcq_row(f"s{i}", f"v{i}.mp4", question=f"Which stripe is in the frame with the red border {i}?"))
-    out = tmp_path_factory.mktemp("shards")
-    write_shards(write_manifest(root / "m.jsonl", rows), ShardParams(out_dir=str(out), n_frames=4), progress=False)
-    return out
+def random_features(n: int = 6, t: int = 3, seed: int = 0) -> Features:
+    g = torch.Generator().manual_seed(seed)
+    frame_mask = torch.rand(n, t, generator=g) > 0.3
+    text_mask = torch.rand(n, 5, generator=g) > 0.3
+    return Features([f"k{i}" for i in range(n)], torch.randn(n, t, 4, 8, generator=g), frame_mask,
+                    torch.randn(n, 5, 6, generator=g), text_mask, torch.rand(n, t, 2, generator=g),
+                    torch.rand(n, 2, generator=g))
 
 
-def tiny_clip(path):
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor, PreTrainedTokenizerFast
-
-    tok = Tokenizer(models.BPE(unk_token="<|endoftext|>"))
-    tok.pre_tokenizer, tok.decoder = pre_tokenizers.ByteLevel(add_prefix_space=False), decoders.ByteLevel()
-    tok.train_from_iterator(["which stripe is in the frame with the red border"] * 20, trainers.BpeTrainer(
-        vocab_size=300, special_tokens=["<|startoftext|>", "<|endoftext|>"],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<|startoftext|>", eos_token="<|endoftext|>",
-                                   pad_token="<|endoftext|>", unk_token="<|endoftext|>")
-    text = dict(vocab_size=len(fast), hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
-                max_position_embeddings=64, eos_token_id=fast.eos_token_id, bos_token_id=fast.bos_token_id,
-                pad_token_id=fast.pad_token_id)
-    vision = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2, image_size=32,
-                  patch_size=8)
-    torch.manual_seed(0)
-    CLIPModel(CLIPConfig(text_config=text, vision_config=vision, projection_dim=16)).save_pretrained(path)
-    image = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
-    CLIPProcessor(image_processor=image, tokenizer=fast).save_pretrained(path)
-    return str(path)
-
-
-def test_builtin_features_are_aligned_with_the_shards_and_round_trip(shards, tmp_path):
-    torch.manual_seed(0)
-    model = BuiltinVideoQA(BuiltinConfig(glyph_classes=list(STRIPES), colours=list(PALETTE), vocab=["red", "which"]))
-    features = extract_split(BuiltinEncoder(model, 56), str(shards), "train", progress=False)
-    assert features.keys == ["s0", "s1", "s2"]
-    assert features.patches.shape == (3, 4, 4, 64) and features.frame_mask.all()
-    assert features.frame_embed.shape == (3, 4, 16) and features.query_embed.shape == (3, 16)
-    assert torch.allclose(features.frame_embed.sum(-1), torch.ones(3, 4))  # colour distributions
-    assert features.text.shape[0] == 3 and features.text_mask.sum(-1).tolist() == [10, 10, 10]
-    save_features(features, tmp_path, "train")
+def test_float16_storage_round_trips_to_float32_inputs_and_keeps_masks(tmp_path):
+    features = random_features()
+    save_features(features, tmp_path, "train")  # float16 by default
+    with safe_open(str(tmp_path / "train.safetensors"), framework="pt") as f:
+        assert f.get_slice("patches").get_dtype() == "F16" and f.get_slice("frame_mask").get_dtype() == "BOOL"
     loaded = load_features(tmp_path, "train")
-    assert loaded.keys == features.keys and torch.equal(loaded.patches, features.patches)
-    assert len(loaded.select([0, 2])) == 6
-    with pytest.raises(ValueError, match="multiple of 28"):
-        BuiltinEncoder(model, 50)
+    assert loaded.keys == features.keys and loaded.patches.shape == (6, 3, 4, 8)
+    index = list(range(6))
+    for got, want in zip(loaded.select(index), features.select(index), strict=True):
+        assert got.dtype == (torch.float32 if want.is_floating_point() else torch.bool)
+        assert torch.equal(got, want.half().float() if want.is_floating_point() else want)
+        if want.is_floating_point():  # fp16: 11-bit mantissa
+            assert (got - want).abs().max() <= 1e-3 * want.abs().max().clamp_min(1)
+    save_features(features, tmp_path, "val", dtype="float32")
+    assert all(torch.equal(a, b) for a, b in zip(load_features(tmp_path, "val").select(index),
+                                                 features.select(index), strict=True))
+
+
+def test_lazy_select_reads_the_requested_rows_in_order_with_repeats(tmp_path):
+    features = random_features(n=9)
+    save_features(features, tmp_path, "train", dtype="float32")
+    loaded = load_features(tmp_path, "train")
+    assert isinstance(loaded.patches, StoredTensor)
+    for index in ([7, 0, 7, 3], torch.tensor([8, 2, 1, 2]), [4]):
+        for got, want in zip(loaded.select(index), features.select(index), strict=True):
+            assert torch.equal(got, want)
+    assert torch.equal(loaded.text[2:5], features.text[2:5]) and torch.equal(loaded.query_embed[-1],
+                                                                             features.query_embed[-1])
+    with pytest.raises(IndexError, match="out of range for 9"):
+        loaded.select([9])
+    # the first n samples, as the evaluate stage slices them
+    head = Features(loaded.keys[:2], *(getattr(loaded, name)[:2] for name in
+                                       ("patches", "frame_mask", "text", "text_mask", "frame_embed", "query_embed")))
+    assert torch.equal(head.select([1])[0], features.patches[1:2])
+
+
+def rss_bytes() -> int:
+    return int(Path("/proc/self/statm").read_text().split()[1]) * 4096
+
+
+def test_lazy_select_does_not_read_the_whole_split(tmp_path):
+    n = 512
+    big = Features([str(i) for i in range(n)], torch.ones(n, 8, 64, 256, dtype=torch.float16),  # 128 MiB
+                   torch.ones(n, 8, dtype=torch.bool), torch.ones(n, 4, 8), torch.ones(n, 4, dtype=torch.bool),
+                   torch.ones(n, 8, 0), torch.ones(n, 0))
+    big.patches[100] = 2
+    save_features(big, tmp_path, "train")
+    size = (tmp_path / "train.safetensors").stat().st_size
+    del big
+    gc.collect()
+    before = rss_bytes()
+    loaded = load_features(tmp_path, "train")
+    inputs = loaded.select([100, 7, 300])
+    grown = rss_bytes() - before
+    assert size > 128 * 2**20 and grown < size / 8, (grown, size)
+    assert inputs[0].shape == (3, 8, 64, 256) and inputs[0][0].eq(2).all() and inputs[0][1:].eq(1).all()
+    assert inputs[4].shape == (3, 8, 0) and inputs[5].shape == (3, 0)  # no shared frame/query space
+
+    class Spy:  # records the row ranges read from the file
+        def __init__(self, inner):
+            self.inner, self.reads = inner, []
+
+        def __getitem__(self, rows):
+            self.reads.append((rows.start, rows.stop))
+            return self.inner[rows]
+
+    loaded.patches._slice = spy = Spy(loaded.patches._slice)
+    loaded.select(torch.tensor([301, 300, 7, 302, 300]))
+    assert spy.reads == [(7, 8), (300, 303)]  # one read per contiguous run of distinct rows
+
+
+def test_a_missing_or_inconsistent_split_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="run the features stage"):
         load_features(tmp_path, "eval")
-
-
-def test_a_clip_style_checkpoint_gives_patch_tokens_and_shared_space_embeddings(shards, tmp_path):
-    encoder = HFEncoder(tiny_clip(tmp_path / "clip"), 56)
-    features = extract_split(encoder, str(shards), "train", progress=False)
-    assert features.patches.shape == (3, 4, 17, 32)  # CLS + 4x4 patches of the 32-px tower input
-    assert features.frame_embed.shape == (3, 4, 16) and features.query_embed.shape == (3, 16)
-    assert torch.allclose(features.query_embed.norm(dim=-1), torch.ones(3))
-    assert np.isfinite(features.text.numpy()).all()
-
-
-def test_features_on_the_fly_equal_the_split_features_and_pad_other_frame_counts(shards):
-    from resadapt.data.shards import iter_split
-    from resadapt.features.online import encode
-
-    torch.manual_seed(0)
-    encoder = BuiltinEncoder(BuiltinVideoQA(BuiltinConfig(glyph_classes=list(STRIPES), colours=list(PALETTE),
-                                                          vocab=["red", "which"])), 56)
-    stored = extract_split(encoder, str(shards), "train", progress=False)
-    samples = list(iter_split(shards, "train"))
-    clips = [torch.from_numpy(f) for _, f, _ in samples]
-    online = encode(encoder, clips, [m["question"] for _, _, m in samples], [k for k, _, _ in samples])
-    assert online.keys == stored.keys and torch.allclose(online.patches, stored.patches)
-    mixed = encode(encoder, [clips[0], torch.cat([clips[1], clips[1]])], ["a", "b"])
-    assert mixed.patches.shape[1] == 8 and mixed.frame_mask.sum(-1).tolist() == [4, 8]
+    features = random_features()
+    save_features(features, tmp_path, "train")
+    (tmp_path / "train.json").write_text('{"keys": ["a"]}')
+    with pytest.raises(ValueError, match="rows for 1 keys"):
+        load_features(tmp_path, "train")

@@ -1,0 +1,89 @@
+"""Encoding samples in batches on the encoder's device: a split from its shards, or clips given on the fly.
+
+Frames are downscaled to ``side`` px per clip, then every clip's frames run through the encoder together,
+``batch_size`` frames per forward pass (texts likewise); the results are split back per sample, padded and masked.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import torch
+from tqdm import tqdm
+
+from resadapt.backbone.interface import Query
+from resadapt.backbone.resize import resize_frames
+from resadapt.data.shards import iter_split
+from resadapt.features.coarse import Features
+from resadapt.features.encoders import Encoder
+
+Row = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
+
+
+def encode_rows(encoder: Encoder, clips: Sequence[torch.Tensor], texts: Sequence[str]) -> list[Row]:
+    """uint8 clips [T_i, H_i, W_i, 3] and their query texts → per sample (patch tokens [T_i, L, Dp],
+    frame embeddings [T_i, E], text features [Nw_i, Dx], query embedding [E])."""
+    side, size = encoder.side, encoder.batch_size
+    small = torch.cat([resize_frames(c, (side, side)) for c in clips])  # [ΣT, side, side, 3]
+    tokens, frame_embed = (torch.cat(x) for x in zip(*(encoder.frames(small[i : i + size])
+                                                        for i in range(0, len(small), size)), strict=True))
+    words, query_embed = [], []
+    for i in range(0, len(texts), size):
+        w, q = encoder.texts(list(texts[i : i + size]))
+        words += w
+        query_embed.append(q)
+    lengths = [len(c) for c in clips]
+    return list(zip(tokens.split(lengths), frame_embed.split(lengths), words, torch.cat(query_embed), strict=True))
+
+
+def _pad(rows: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(r.shape[0] for r in rows)
+    out = rows[0].new_zeros(len(rows), width, *rows[0].shape[1:])
+    mask = torch.zeros(len(rows), width, dtype=torch.bool)
+    for i, r in enumerate(rows):
+        out[i, : r.shape[0]], mask[i, : r.shape[0]] = r, True
+    return out, mask
+
+
+def assemble(keys: list[str], rows: list[Row]) -> Features:
+    """Per-sample rows → one padded, masked in-memory ``Features``."""
+    patches, frame_embeds, texts, query_embeds = zip(*rows, strict=True)
+    frame_feats, frame_mask = _pad(list(patches))
+    text, text_mask = _pad(list(texts))
+    return Features(keys, frame_feats, frame_mask, text, text_mask, _pad(list(frame_embeds))[0],
+                    torch.stack(query_embeds))
+
+
+def encode(encoder: Encoder, clips: Sequence[torch.Tensor], queries: Sequence[str | Query],
+           keys: Sequence[str] | None = None) -> Features:
+    """Features of uint8 clips [T, H, W, 3] (T may differ between clips: padded and masked). A ``Query`` is read
+    as the encoder reads a shard sample's; a plain string as it is."""
+    texts = [q if isinstance(q, str) else encoder.query_text(q) for q in queries]
+    rows = encode_rows(encoder, clips, texts)
+    return assemble(list(keys) if keys is not None else [str(i) for i in range(len(clips))], rows)
+
+
+def _groups(samples: Iterable[tuple[str, object, dict]], n_frames: int):
+    """Consecutive samples, grouped until they hold at least ``n_frames`` frames (one batch's worth)."""
+    group, frames = [], 0
+    for sample in samples:
+        group.append(sample)
+        frames += len(sample[1])
+        if frames >= n_frames:
+            yield group
+            group, frames = [], 0
+    if group:
+        yield group
+
+
+def extract_split(encoder: Encoder, shard_dir: str, split: str, progress: bool = True) -> Features:
+    """Every sample of ``split``, in shard order (the order of the keys the backbone's stages read)."""
+    keys, rows = [], []
+    bar = tqdm(desc=f"features {split}", unit="video", disable=not progress)
+    for group in _groups(iter_split(shard_dir, split), encoder.batch_size):
+        keys += [key for key, _, _ in group]
+        rows += encode_rows(encoder, [torch.from_numpy(f) for _, f, _ in group],
+                            [encoder.query_text(Query.from_meta(meta)) for _, _, meta in group])
+        bar.update(len(group))
+    bar.close()
+    return assemble(keys, rows)
