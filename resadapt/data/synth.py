@@ -45,12 +45,16 @@ def _font(size: int) -> ImageFont.FreeTypeFont:
 
 
 def _background(rng: np.random.Generator, side: int) -> np.ndarray:
-    """A smooth grey gradient in a random direction: new for each frame, never confusable with a glyph."""
-    lo, hi = rng.uniform(90, 170, size=2)
-    angle = rng.uniform(0, 2 * np.pi)
-    r = np.arange(side, dtype=np.float32) / side
-    ramp = (np.cos(angle) * r[None, :] + np.sin(angle) * r[:, None] + 1.5) / 3.0
-    grey = (lo + (hi - lo) * ramp).astype(np.uint8)
+    """A smooth grey ramp from ``lo`` to ``hi`` along a random integer direction (a, b): new for each frame, never
+    confusable with a glyph. Integer arithmetic only, so the pixels are the same on every machine:
+    grey(x, y) = lo + (hi − lo)·(p − p_min) // (p_max − p_min) with p = a·x + b·y."""
+    lo, hi = (int(v) for v in rng.integers(90, 171, size=2))
+    a, b = 0, 0
+    while a == 0 and b == 0:
+        a, b = (int(v) for v in rng.integers(-8, 9, size=2))
+    y, x = np.mgrid[0:side, 0:side].astype(np.int64)
+    p = a * x + b * y  # [side, side]
+    grey = (lo + (hi - lo) * (p - p.min()) // (p.max() - p.min())).astype(np.uint8)
     return np.repeat(grey[..., None], 3, axis=2)
 
 
@@ -67,7 +71,7 @@ def render_frame(rng: np.random.Generator, side: int, colour: str, glyph_kind: s
     frame = _background(rng, side)
     border = max(2, round(side * BORDER_FRACTION))
     frame[:border], frame[-border:], frame[:, :border], frame[:, -border:] = (PALETTE[colour],) * 4
-    ink = int(rng.uniform(10, 45))
+    ink = int(rng.integers(10, 45))
     if glyph_kind == "digits":
         glyph = str(int(rng.integers(10)))
         probe = ImageDraw.Draw(Image.new("L", (1, 1)))
