@@ -2,10 +2,12 @@ import json
 
 import numpy as np
 
-from resadapt.config import SynthParams
+from resadapt.config import ShardParams, SynthParams
 from resadapt.data.manifest import read_manifest
+from resadapt.data.shards import write_shards
 from resadapt.data.synth import PALETTE, STRIPES, build_dataset
-from resadapt.data.video import decode_frames, probe
+from resadapt.data.video import decode_frames, ffmpeg_exe, probe
+from resadapt.io import sha256_file
 
 
 def build(tmp_path, name, **over):
@@ -60,3 +62,41 @@ def test_stripes_glyphs(tmp_path):
         assert all(f["glyph"] in STRIPES for f in s.meta["frames"])
         if s.task == "mcq":
             assert sorted(s.options) == sorted(STRIPES)
+
+
+# sha256 of a tiny rendering and its shard with the pinned package versions (imageio-ffmpeg 0.8.1's ffmpeg, numpy,
+# Pillow). A change here changes data/synth and so dvc.lock: update both together, on purpose.
+GOLDEN = {
+    "manifest.jsonl": "faaf59aa7f8aaf570b1b46d8a93c77ba066142f8cd8ab7fac6f887ec4d65e126",
+    "train-00000.mp4": "a39b08d40594ec9df66bbad3a94123fadcbd6b884401dd3cd50098cc9b4afba8",
+    "train-00001.mp4": "e2ce8f8c0612fd1c33b87e8f8407fa924c2bba6f1452ea75394c3466b0e15442",
+    "train-000000.tar": "3ae4e04d60916e1f4ff78aaaaa78f01ed4be033394a600bbf22fcf0c89a2c952",
+}
+
+
+def tiny_rendering(root) -> dict[str, str]:
+    manifest = build_dataset(SynthParams(out_dir=str(root / "synth"), n_frames=4, frame_side=64, glyph_size=8,
+                                         splits={"train": 2}, hold={}, n_workers=1), progress=False)
+    index = write_shards(manifest, ShardParams(out_dir=str(root / "shards"), n_frames=4, n_workers=1), progress=False)
+    files = [manifest, *sorted((manifest.parent / "videos").iterdir()), root / "shards" / "train-000000.tar"]
+    assert index["splits"]["train"]["shards"][0]["sha256"] == sha256_file(files[-1])
+    return {f.name: sha256_file(f) for f in files}
+
+
+def test_a_tiny_rendering_matches_its_golden_hashes(tmp_path):
+    assert tiny_rendering(tmp_path) == GOLDEN
+
+
+def test_the_bytes_do_not_depend_on_the_cpus_simd(tmp_path, monkeypatch):
+    """ffmpeg with ``-cpuflags 0`` runs its plain C code paths, as on a CPU without the SIMD this one has: the
+    rendering and the shard stay byte-identical (before the bit-exact scaler flags, both differed)."""
+    wrapper = tmp_path / "ffmpeg-no-simd"
+    wrapper.write_text(f'#!/bin/sh\nexec "{ffmpeg_exe()}" -cpuflags 0 "$@"\n')
+    wrapper.chmod(0o755)
+    monkeypatch.setenv("RESADAPT_FFMPEG", str(wrapper))
+    ffmpeg_exe.cache_clear()
+    try:
+        assert tiny_rendering(tmp_path) == GOLDEN
+    finally:
+        monkeypatch.delenv("RESADAPT_FFMPEG")
+        ffmpeg_exe.cache_clear()
