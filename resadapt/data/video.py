@@ -79,13 +79,12 @@ def _rotation(frame: av.VideoFrame) -> int:
     return int(round(frame.rotation)) % 360 if frame.rotation else 0
 
 
-def _interval_end(pts: list[int], durations: dict[int, int]) -> int:
+def _frames_end(pts: list[int], last_duration: int) -> int:
     """The last frame's end: its own duration where the container has one, else the typical interval."""
-    last = pts[-1]
-    if durations.get(last):
-        return last + durations[last]
+    if last_duration:
+        return pts[-1] + last_duration
     gaps = [b - a for a, b in zip(pts, pts[1:], strict=False) if b > a]
-    return last + (int(statistics.median(gaps)) if gaps else 1)
+    return pts[-1] + (int(statistics.median(gaps)) if gaps else 1)
 
 
 def probe(path: str | Path, decode: bool = True) -> VideoInfo:
@@ -103,7 +102,7 @@ def probe(path: str | Path, decode: bool = True) -> VideoInfo:
     except (av.error.FFmpegError, UnicodeDecodeError) as exc:
         raise VideoError(path, f"not a readable video ({getattr(exc, 'strerror', None) or exc})") from None
     pts: list[int] = []
-    durations: dict[int, int] = {}
+    last_pts, last_duration = None, 0  # of the frame shown last (packets come in decoding order)
     n_decoded, rotation = 0, None
     with container:
         if not container.streams.video:
@@ -119,7 +118,8 @@ def probe(path: str | Path, decode: bool = True) -> VideoInfo:
                     if stamp is None:
                         raise VideoError(path, f"frame {len(pts)} has no timestamp")
                     pts.append(stamp)
-                    durations[stamp] = packet.duration or 0
+                    if last_pts is None or stamp >= last_pts:
+                        last_pts, last_duration = stamp, packet.duration or 0
                 if decode or rotation is None:
                     for frame in packet.decode():
                         n_decoded += 1
@@ -135,12 +135,12 @@ def probe(path: str | Path, decode: bool = True) -> VideoInfo:
         raise VideoError(path, "no frame decodes")
     pts.sort()
     start = pts[0]
-    end = _interval_end(pts, durations) - start
+    end = _frames_end(pts, last_duration) - start
     pts = [p - start for p in pts]
     gaps = sorted(b - a for a, b in zip(pts, pts[1:], strict=False))
     interval = gaps[len(gaps) // 2] if gaps else end
-    if declared_duration is not None and (declared_duration - end * time_base) > 2 * interval * time_base + \
-            declared_duration / 100:
+    slack = 2 * interval * time_base + (declared_duration or 0) / 100  # rounding of the last frames, not data
+    if declared_duration is not None and declared_duration - end * time_base > slack:
         raise VideoError(path, f"truncated: frames cover {float(end * time_base):.3f} s of the "
                                f"{float(declared_duration):.3f} s the stream declares")
     if decode and n_decoded < len(pts):
