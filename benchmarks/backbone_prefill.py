@@ -1,6 +1,7 @@
 """Prefill time and visual tokens at scales 1, 0.5 and 0.3, as ratios to scale 1, measured side by side in one run.
 
     python benchmarks/backbone_prefill.py [--checkpoint models/backbone] [--frames 16] [--repeats 5]
+    python benchmarks/backbone_prefill.py --quick     # 2 frames, batch 1, 1 repeat: checks it still runs (CI)
 
 Runs the built-in backbone (the trained one when --checkpoint exists, else random weights: timing does not depend
 on them) and a tiny random-weight Qwen2.5-VL built on the spot. Prefill is the model's forward on frames the budget
@@ -72,7 +73,10 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=16)
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--quick", action="store_true", help="2 frames, batch 1, 1 repeat: a smoke run")
     args = parser.parse_args()
+    if args.quick:
+        args.frames, args.batch, args.repeats = 2, 1, 1
     torch.manual_seed(0)
     frames = torch.randint(0, 256, (args.frames, 224, 224, 3), dtype=torch.uint8)
     print(f"{args.frames} frames at 224x224, batch {args.batch}, median of {args.repeats} (s = scale of every frame)")

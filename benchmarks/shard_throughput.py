@@ -1,6 +1,7 @@
 """Shard-stage throughput against bare ffmpeg decoding the same sampled frames to null, side by side in one run.
 
     python benchmarks/shard_throughput.py [--videos 200] [--workers 2]
+    python benchmarks/shard_throughput.py --quick     # a few tiny videos: checks the benchmark still runs (CI)
 
 Prints frames/s of both and the ratio (target: shard / ffmpeg >= 0.5).
 """
@@ -18,15 +19,16 @@ from resadapt.config import ShardParams, SynthParams
 from resadapt.data.manifest import read_manifest
 from resadapt.data.shards import base_size, write_shards
 from resadapt.data.synth import build_dataset
-from resadapt.data.video import ffmpeg_exe, probe, sample_indices
+from resadapt.data.video import SWS_FLAGS, ffmpeg_exe, probe, sample_indices
 
 
 def bare_ffmpeg(path: Path, params: ShardParams) -> None:
     """The same select + scale as the shard stage, decoded to the null muxer: the floor any shard writer pays."""
     info = probe(path, decode=False)
     h, w = base_size(info.height, info.width, params.patch_factor, params.max_pixels)
-    select = "+".join(f"eq(n\\,{i})" for i in sample_indices(info.n_frames, params.n_frames))
-    cmd = [ffmpeg_exe(), "-v", "error", "-i", str(path), "-vf", f"select={select},scale={w}:{h}:flags=bicubic",
+    select = "+".join(f"eq(n\\,{i})" for i in sample_indices(info, params.n_frames))
+    cmd = [ffmpeg_exe(), "-v", "error", "-filter_threads", "1", "-i", str(path), "-vf",
+           f"select={select},scale={w}:{h}:flags=bicubic+{SWS_FLAGS},format=rgb24",
            "-fps_mode", "passthrough", "-pix_fmt", "rgb24", "-f", "null", "-"]
     subprocess.run(cmd, check=True)
 
@@ -36,10 +38,16 @@ def main() -> None:
     parser.add_argument("--videos", type=int, default=200)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--frames", type=int, default=16)
+    parser.add_argument("--quick", action="store_true", help="4 small videos, 4 frames: a smoke run")
     args = parser.parse_args()
+    side = 224
+    if args.quick:
+        args.videos, args.frames, side = 4, 4, 112
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        manifest = build_dataset(SynthParams(out_dir=str(tmp / "synth"), splits={"bench": args.videos}), progress=False)
+        synth = SynthParams(out_dir=str(tmp / "synth"), splits={"bench": args.videos}, hold={}, frame_side=side,
+                            n_frames=max(args.frames, 2) if args.quick else 16)
+        manifest = build_dataset(synth, progress=False)
         params = ShardParams(out_dir=str(tmp / "shards"), n_frames=args.frames, n_workers=args.workers)
         videos = [manifest.parent / s.video for _, s in read_manifest(manifest)[0]]
         n = len(videos) * args.frames

@@ -23,6 +23,18 @@ EPILOG = """examples:
 """
 
 
+def _budget(text: str) -> float:
+    """A retention budget: a number in (0, 1] (nan, 0, negatives and values above 1 mean nothing here)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number; give a retention in (0, 1], e.g. 0.15") from None
+    if not 0 < value <= 1:  # also false for nan
+        raise argparse.ArgumentTypeError(f"{text} is outside (0, 1]: the retention is a share of the full clip's "
+                                         "visual tokens, e.g. 0.15")
+    return value
+
+
 def _package(args):
     from resadapt.inference import Package
     from resadapt.registry import fetch
@@ -166,7 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("question")
         p.add_argument("--model", help="a package folder or a registry ref: allocator@prod, allocator@v0.1.0 "
                        "(default: register.out_dir, the workspace's package)")
-        p.add_argument("--budget", type=float, help="rescale the allocation to this retention (0-1]")
+        p.add_argument("--budget", type=_budget, help="rescale the allocation to this retention, in (0, 1]")
         p.add_argument("--json", action="store_true", help="print JSON for machines")
         p.add_argument("--save-frames", metavar="DIR", help="write the resized frames as PNGs")
         if name == "answer":

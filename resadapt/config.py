@@ -6,6 +6,7 @@ Unknown keys and bad values fail with the file name and the dotted key path, so 
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal, get_args
 
@@ -13,6 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 DEFAULT_PARAMS = Path("params.yaml")
+SPLIT_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"  # split names become file-name prefixes: no path, no dot
 
 
 class ParamsError(ValueError):
@@ -28,6 +30,8 @@ class DataParams(Section):
 
     dir: str = Field("data/synth", description="folder holding the manifest and the videos (DVC hashes it)")
     manifest: str = Field("manifest.jsonl", description="JSONL manifest, relative to data.dir")
+    allow_outside: bool = Field(False, description="let manifest videos resolve outside data.dir (symlinks included); "
+                                "the digest stage then hashes them so a change reruns validate and shard")
 
     @property
     def manifest_path(self) -> Path:
@@ -64,6 +68,9 @@ class SynthParams(Section):
         bad = {k: v for k, v in self.splits.items() if v < 0}
         if bad or not self.splits:
             raise ValueError(f"splits must map split names to non-negative counts, got {self.splits}")
+        unsafe = [k for k in self.splits if not re.match(SPLIT_PATTERN, k)]
+        if unsafe:
+            raise ValueError(f"split names {unsafe} must be 1-64 ASCII letters, digits, '_' or '-' (they name files)")
         return self
 
 
@@ -77,6 +84,14 @@ class ValidateParams(Section):
     max_side: int = Field(8192, ge=1)
     n_workers: int = Field(2, ge=1, description="videos probed in parallel")
 
+    @model_validator(mode="after")
+    def _check(self) -> ValidateParams:
+        if self.min_fps > self.max_fps:
+            raise ValueError(f"min_fps ({self.min_fps:g}) must be at most max_fps ({self.max_fps:g})")
+        if self.min_side > self.max_side:
+            raise ValueError(f"min_side ({self.min_side}) must be at most max_side ({self.max_side})")
+        return self
+
 
 class ShardParams(Section):
     out_dir: str = "data/shards"
@@ -86,6 +101,8 @@ class ShardParams(Section):
     maxcount: int = Field(200, ge=1, description="samples per tar")
     frame_codec: Literal["jpg", "png"] = Field("jpg", description="jpg: small and fast; png: lossless")
     jpeg_quality: int = Field(95, ge=50, le=100)
+    max_reject_fraction: float = Field(0.05, ge=0, le=1, description="the stage fails (previous shards kept) above "
+                                       "this share of rows whose video does not decode")
     n_workers: int = Field(2, ge=1)
 
 
@@ -328,14 +345,14 @@ def _describe(err: ValidationError, source: Path) -> str:
 
 
 def load_params(path: str | Path = DEFAULT_PARAMS) -> Params:
-    """Read and validate ``params.yaml``; a missing file means all defaults."""
+    """Read and validate ``params.yaml``; a missing file is an error (never a silent run on all defaults)."""
     path = Path(path)
-    raw = {}
-    if path.exists():
-        try:
-            raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as exc:
-            raise ParamsError(f"{path}: not valid YAML: {exc}") from None
+    if not path.is_file():
+        raise ParamsError(f"{path}: parameters file not found")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise ParamsError(f"{path}: not valid YAML: {exc}") from None
     if not isinstance(raw, dict):
         raise ParamsError(f"{path}: the top level must be a mapping of sections, got {type(raw).__name__}")
     try:

@@ -1,7 +1,8 @@
 """Stage ``shard``: decode uniformly sampled frames at the base resolution and write WebDataset tars per split.
 
-Reads ``shard`` and the validated manifest; writes ``shard.out_dir``: <split>-NNNNNN.tar, index.json (sha256 and
-counts per shard), rejects.jsonl (videos that failed to decode, with the reason).
+Reads ``shard``, ``data.dir`` / ``data.allow_outside`` (where videos may lie) and the validated manifest; writes
+``shard.out_dir``: <split>-NNNNNN.tar, index.json (sha256 and counts per shard), rejects.jsonl (videos that failed
+to decode, with the reason). Fails, keeping the previous shards, above ``shard.max_reject_fraction`` rejects.
 """
 
 from pathlib import Path
@@ -12,7 +13,8 @@ from resadapt.stage import run_stage
 
 def main(params, args) -> None:
     index = write_shards(Path(params.validate_.out_dir) / "manifest.jsonl", params.shard,
-                         progress=not args.no_progress)
+                         progress=not args.no_progress, data_dir=params.data.dir,
+                         allow_outside=params.data.allow_outside)
     counts = ", ".join(f"{k}: {v['samples']} in {len(v['shards'])} tar(s)" for k, v in index["splits"].items())
     print(f"shard: {counts}; rejected {index['rejected']}")
 

@@ -78,3 +78,14 @@ def test_bad_video_or_unknown_model_is_a_clear_error(package, capsys, tmp_path):
     with pytest.raises(SystemExit) as exc:
         main(["allocate", str(package / "clip.mp4"), QUESTION, "--model", str(package)])
     assert exc.value.code == 1 and "not a model package" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("budget,message", [("0", "outside (0, 1]"), ("-1", "outside (0, 1]"),
+                                            ("nan", "outside (0, 1]"), ("5", "outside (0, 1]"),
+                                            ("abc", "is not a number")])
+def test_a_budget_outside_0_1_is_refused_with_a_message(package, capsys, budget, message):
+    with pytest.raises(SystemExit) as exc:
+        main(["allocate", str(package / "clip.mp4"), QUESTION, "--model", str(package / "package"), "--budget",
+              budget])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and "--budget" in err and message in err

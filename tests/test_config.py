@@ -1,3 +1,5 @@
+import re
+
 import pytest
 
 from resadapt.config import Params, ParamsError, load_params
@@ -15,8 +17,22 @@ def test_repo_params_file_is_valid():
     assert params.validate_.max_reject_fraction == 0.05
 
 
-def test_missing_file_means_defaults(tmp_path):
-    assert load_params(tmp_path / "absent.yaml") == Params()
+def test_missing_file_is_an_error_never_all_defaults(tmp_path):
+    with pytest.raises(ParamsError, match="absent.yaml: parameters file not found"):
+        load_params(tmp_path / "absent.yaml")
+    assert load_params(write(tmp_path, "")) == Params()  # an empty file: every default, on purpose
+
+
+@pytest.mark.parametrize("text,message", [
+    ("validate:\n  min_fps: 30\n  max_fps: 10\n", "min_fps (30) must be at most max_fps (10)"),
+    ("validate:\n  min_side: 64\n  max_side: 32\n", "min_side (64) must be at most max_side (32)"),
+    ("synth:\n  splits: {../evil: 2}\n  hold: {}\n", "split names ['../evil'] must be"),
+    ("data:\n  allow_outside: maybe\n", "data.allow_outside"),
+    ("shard:\n  max_reject_fraction: 2\n", "shard.max_reject_fraction"),
+])
+def test_contradictory_or_unsafe_values(tmp_path, text, message):
+    with pytest.raises(ParamsError, match=re.escape(message)):
+        load_params(write(tmp_path, text))
 
 
 def test_unknown_key_names_file_and_key_path(tmp_path):

@@ -11,7 +11,7 @@ import yaml
 
 from resadapt.backbone.tiny_qwen import build
 from tests.conftest import counting_clip, mcq_row, write_manifest
-from tests.features.test_coarse import tiny_clip
+from tests.features.conftest import tiny_clip
 
 REPO = Path(__file__).resolve().parents[1]
 ENV_KEYS = {"DVC_NO_ANALYTICS": "1", "HF_HUB_OFFLINE": "1", "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",

@@ -37,7 +37,7 @@ def load_clip(path: str | Path, params: ShardParams, n_frames: int | None = None
     path = Path(path)
     info = probe(path, decode=False)
     try:
-        indices = sample_indices(info.n_frames, n_frames or params.n_frames)
+        indices = sample_indices(info, n_frames or params.n_frames)
     except ValueError as exc:
         raise VideoError(path, str(exc)) from None
     size = base_size(info.height, info.width, params.patch_factor, params.max_pixels)

@@ -1,19 +1,24 @@
 """The manifest: JSONL, one row per sample, ``video`` relative to the manifest's folder.
 
-Rows that do not parse or do not fit the schema become rejects (row number + reasons); the rest go on.
+Rows that do not parse (bad UTF-8, bad JSON) or do not fit the schema become rejects (row number + reasons); the rest
+go on. A UTF-8 byte-order mark before the first row is dropped. Ids and split names are restricted to a safe
+character set (``ID_PATTERN``, ``SPLIT_PATTERN``): split names become file names, and neither may carry a path.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from resadapt.config import SPLIT_PATTERN
 from resadapt.rewards.score import SPAN_TASKS, Task
 
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"  # ASCII letters, digits, _ . : -; no path, no spaces
 
 
 def option_letter(index: int) -> str:
@@ -54,6 +59,36 @@ class Sample(BaseModel):
             raise ValueError(f"multi_select belongs to mcq rows, not {self.task}")
         return self
 
+    @field_validator("id")
+    @classmethod
+    def _safe_id(cls, value: str) -> str:
+        if not re.match(ID_PATTERN, value):
+            raise ValueError(f"id {value!r} must be 1-128 ASCII letters, digits, '_', '.', ':' or '-', starting with "
+                             "a letter or digit")
+        return value
+
+    @field_validator("split")
+    @classmethod
+    def _safe_split(cls, value: str) -> str:
+        if not re.match(SPLIT_PATTERN, value):
+            raise ValueError(f"split {value!r} must be 1-64 ASCII letters, digits, '_' or '-', starting with a letter "
+                             "or digit")
+        return value
+
+    @field_validator("video")
+    @classmethod
+    def _plain_path(cls, value: str) -> str:
+        if any(ord(c) < 32 or ord(c) == 127 for c in value):
+            raise ValueError(f"video path {value!r} contains a control character")
+        return value
+
+    @field_validator("options")
+    @classmethod
+    def _options_fit_letters(cls, value: list[str]) -> list[str]:
+        if len(value) > len(LETTERS):
+            raise ValueError(f"{len(value)} options, more than the {len(LETTERS)} letters A-Z")
+        return value
+
     @property
     def all_spans(self) -> list[tuple[float, float]]:
         """Every ground-truth span (``spans``, or ``span`` alone)."""
@@ -68,8 +103,16 @@ def read_manifest(path: str | Path) -> tuple[list[tuple[int, Sample]], list[dict
     """Parse a manifest into ``(row_number, Sample)`` pairs and rejects ``{row, id, source, reasons}``."""
     rows: list[tuple[int, Sample]] = []
     rejects: list[dict] = []
-    with open(path, encoding="utf-8") as f:
-        for row, line in enumerate(f, start=1):
+    with open(path, "rb") as f:
+        for row, data in enumerate(f, start=1):
+            if row == 1 and data.startswith(b"\xef\xbb\xbf"):
+                data = data[3:]
+            try:
+                line = data.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                rejects.append({"row": row, "id": None, "source": data.decode("utf-8", "replace").rstrip("\n"),
+                                "reasons": [f"not UTF-8: byte 0x{data[exc.start]:02x} at column {exc.start + 1}"]})
+                continue
             if not line.strip():
                 continue
             try:
@@ -91,3 +134,15 @@ def read_manifest(path: str | Path) -> tuple[list[tuple[int, Sample]], list[dict
 def sample_row(sample: Sample) -> dict:
     """A sample as a manifest row (no nulls for optional fields)."""
     return sample.model_dump(mode="json", exclude_none=True)
+
+
+def resolve_video(root: Path, video: str, data_dir: Path, allow_outside: bool) -> Path:
+    """``root / video`` with symlinks resolved; a ValueError when it lies outside ``data_dir`` (unless allowed)."""
+    try:
+        path = (root / video).resolve()
+    except (OSError, RuntimeError) as exc:  # a symlink loop
+        raise ValueError(f"video {video!r} cannot be resolved ({exc})") from None
+    if not allow_outside and not path.is_relative_to(data_dir.resolve()):
+        raise ValueError(f"video {video!r} resolves to {path}, outside data.dir {data_dir} "
+                         "(set data.allow_outside: true to allow it)")
+    return path

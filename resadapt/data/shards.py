@@ -3,8 +3,10 @@
 A sample is ``<key>.000.jpg … <key>.NNN.jpg`` (or ``.png`` for lossless frames) plus ``<key>.json``
 (timestamps, sizes, the QA fields). Tars are byte-identical for the same inputs and params (fixed mtime, fixed
 member order, manifest order).
-Shards are built in a temp folder and moved into place before ``index.json`` is written, last and atomically, so no
-index ever claims a partial shard. A video that fails becomes a reject; the others go on.
+Shards are built in a temp folder inside the output folder and replace the previous ones only on success (rejected
+share at most ``shard.max_reject_fraction``); ``index.json`` is written last and atomically, so no index ever claims
+a partial shard, and readers check every tar against its sha256 and sample count there. A split's tars are the ones
+its index entry lists, never the files matching a name prefix. A video that fails becomes a reject; the others go on.
 """
 
 from __future__ import annotations
@@ -12,9 +14,11 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import re
 import shutil
 import tarfile
+import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from itertools import islice
@@ -26,12 +30,13 @@ from PIL import Image
 from tqdm import tqdm
 
 from resadapt.config import ShardParams
-from resadapt.data.manifest import Sample, read_manifest, sample_row
+from resadapt.data.manifest import Sample, read_manifest, resolve_video, sample_row
 from resadapt.data.video import VideoError, decode_frames, probe, sample_indices
 from resadapt.grid import smart_resize
 from resadapt.io import sha256_file, write_json, write_jsonl
 
 INDEX = "index.json"
+FAILED = "failed"
 FORMAT = "resadapt-shards/1"
 _SAFE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
 
@@ -62,7 +67,7 @@ def encode_sample(sample: Sample, root: Path, params: ShardParams) -> dict:
     path = root / sample.video
     info = probe(path, decode=False)
     try:
-        indices = sample_indices(info.n_frames, params.n_frames)
+        indices = sample_indices(info, params.n_frames)
     except ValueError as exc:
         raise VideoError(path, str(exc)) from None
     height, width = base_size(info.height, info.width, params.patch_factor, params.max_pixels)
@@ -70,7 +75,7 @@ def encode_sample(sample: Sample, root: Path, params: ShardParams) -> dict:
     meta = {
         **sample_row(sample),
         "frame_indices": indices,
-        "timestamps": [round(i / info.fps, 6) for i in indices],
+        "timestamps": info.timestamps(indices),
         "original_size": [info.height, info.width],
         "size": [height, width],
         "fps": info.fps,
@@ -97,26 +102,60 @@ def _count_samples(path: Path) -> int:
         return len({m.name.split(".", 1)[0] for m in tar.getmembers()})
 
 
-def write_shards(manifest: str | Path, params: ShardParams, progress: bool = True) -> dict:
-    """Shard every row of ``manifest`` into ``params.out_dir``; returns the index (also written as index.json)."""
+class ShardError(ValueError):
+    """Shards that cannot be trusted (index and tar disagree) or a shard run that rejected too much."""
+
+
+def _close_quietly(writers: dict[str, wds.ShardWriter]) -> None:
+    """Close writers on a failure path; a second error (disk still full) must not hide the first."""
+    for writer in writers.values():
+        try:
+            writer.close()
+        except OSError:
+            pass
+
+
+def _swap_in(tmp: Path, out_dir: Path, index: dict) -> None:
+    """Replace the previous run's files by ``tmp``'s: the old index goes first and the new one comes last, so no
+    index ever names a tar that is not the one it hashed."""
+    (out_dir / INDEX).unlink(missing_ok=True)
+    for stale in out_dir.glob("*.tar"):
+        stale.unlink()
+    shutil.rmtree(out_dir / FAILED, ignore_errors=True)
+    for path in sorted(tmp.iterdir()):
+        os.replace(path, out_dir / path.name)
+    write_json(out_dir / INDEX, index)
+
+
+def write_shards(manifest: str | Path, params: ShardParams, progress: bool = True, data_dir: str | Path | None = None,
+                 allow_outside: bool = False) -> dict:
+    """Shard every row of ``manifest`` into ``params.out_dir``; returns the index (also written as index.json).
+
+    Everything is built in a temp folder inside ``out_dir`` and replaces the previous shards only when the share of
+    rejected rows is at most ``params.max_reject_fraction``; otherwise the previous shards stay, the rejects go to
+    ``out_dir/failed/rejects.jsonl`` and ShardError says why. With ``data_dir``, a video must resolve inside it
+    (unless ``allow_outside``)."""
     manifest = Path(manifest)
     out_dir = Path(params.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / INDEX).unlink(missing_ok=True)
     rows, rejects = read_manifest(manifest)
+    n_schema = len(rejects)
     samples = [s for _, s in rows]
     row_of = {id(s): r for r, s in rows}
-    tmp = out_dir / ".tmp-shards"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
+    for stale in out_dir.glob(".tmp-shards*"):  # left by a killed run
+        shutil.rmtree(stale, ignore_errors=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".tmp-shards-", dir=out_dir))
     writers: dict[str, wds.ShardWriter] = {}
-    splits: set[str] = set()
 
     def job(sample: Sample) -> dict | VideoError:
         try:
+            if data_dir is not None:
+                resolve_video(manifest.parent, sample.video, Path(data_dir), allow_outside)
             return encode_sample(sample, manifest.parent, params)
         except VideoError as exc:
             return exc
+        except ValueError as exc:  # outside data.dir
+            return VideoError(manifest.parent / sample.video, str(exc))
 
     try:
         bar = tqdm(total=len(samples), desc="shard", unit="video", disable=not progress)
@@ -131,28 +170,36 @@ def write_shards(manifest: str | Path, params: ShardParams, progress: bool = Tru
                                                         verbose=0, encoder=False, mtime=0)
             writers[sample.split].write(record)
         bar.close()
+        splits = sorted(writers)
         while writers:
-            split, writer = writers.popitem()
-            writer.close()
-            splits.add(split)
-        for stale in out_dir.glob("*.tar"):
-            stale.unlink()
-        for tar in sorted(tmp.glob("*.tar")):
-            tar.rename(out_dir / tar.name)
+            writers.popitem()[1].close()
+        rejects.sort(key=lambda r: r["row"])
+        total = len(samples) + n_schema
+        fraction = len(rejects) / total if total else 1.0
+        if fraction > params.max_reject_fraction:
+            for tar in tmp.glob("*.tar"):
+                tar.unlink()
+            write_jsonl(tmp / "rejects.jsonl", rejects)
+            shutil.rmtree(out_dir / FAILED, ignore_errors=True)
+            tmp.rename(out_dir / FAILED)
+            first = f"; first: row {rejects[0]['row']}: {'; '.join(rejects[0]['reasons'])}" if rejects else ""
+            raise ShardError(f"{manifest}: " + (f"rejected {len(rejects)} of {total} rows ({fraction:.1%}), above "
+                                                f"shard.max_reject_fraction = {params.max_reject_fraction:.1%}"
+                                                if total else "the manifest has no rows")
+                             + f"{first}; see {out_dir / FAILED / 'rejects.jsonl'} (the previous shards are unchanged)")
+        index = {"format": FORMAT, "n_frames": params.n_frames, "patch_factor": params.patch_factor,
+                 "max_pixels": params.max_pixels, "rejected": len(rejects), "splits": {}}
+        for split in splits:
+            pattern = re.compile(rf"^{re.escape(split)}-\d{{6}}\.tar$")  # exactly this split's, never a prefix's
+            files = sorted(f for f in tmp.iterdir() if pattern.match(f.name))
+            shards = [{"file": f.name, "samples": _count_samples(f), "bytes": f.stat().st_size,
+                       "sha256": sha256_file(f)} for f in files]
+            index["splits"][split] = {"samples": sum(s["samples"] for s in shards), "shards": shards}
+        write_jsonl(tmp / "rejects.jsonl", rejects)
+        _swap_in(tmp, out_dir, index)
     finally:
-        for writer in writers.values():
-            writer.close()
+        _close_quietly(writers)
         shutil.rmtree(tmp, ignore_errors=True)
-    index = {"format": FORMAT, "n_frames": params.n_frames, "patch_factor": params.patch_factor,
-             "max_pixels": params.max_pixels, "rejected": len(rejects), "splits": {}}
-    for split in sorted(splits):
-        files = sorted(out_dir.glob(f"{split}-*.tar"))
-        shards = [{"file": f.name, "samples": _count_samples(f), "bytes": f.stat().st_size, "sha256": sha256_file(f)}
-                  for f in files]
-        index["splits"][split] = {"samples": sum(s["samples"] for s in shards), "shards": shards}
-    rejects.sort(key=lambda r: r["row"])
-    write_jsonl(out_dir / "rejects.jsonl", rejects)
-    write_json(out_dir / INDEX, index)
     return index
 
 
@@ -173,22 +220,49 @@ def read_index(shard_dir: str | Path) -> dict:
     path = Path(shard_dir) / INDEX
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no shard index (run the shard stage first)")
-    index = json.loads(path.read_text(encoding="utf-8"))
-    if index.get("format") != FORMAT:
-        raise ValueError(f"{path}: unknown shard format {index.get('format')!r}, expected {FORMAT!r}")
+    try:
+        index = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ShardError(f"{path}: not a valid index ({exc})") from None
+    if not isinstance(index, dict) or index.get("format") != FORMAT:
+        got = index.get("format") if isinstance(index, dict) else index
+        raise ShardError(f"{path}: unknown shard format {got!r}, expected {FORMAT!r}")
     return index
 
 
 def split_urls(shard_dir: str | Path, split: str) -> list[str]:
+    """The tars of ``split`` as ``index.json`` lists them, each checked against its recorded size and sha256."""
+    shard_dir = Path(shard_dir)
     index = read_index(shard_dir)
     if split not in index["splits"]:
-        raise KeyError(f"{Path(shard_dir) / INDEX}: no split {split!r} (have {sorted(index['splits'])})")
-    return [str(Path(shard_dir) / s["file"]) for s in index["splits"][split]["shards"]]
+        raise KeyError(f"{shard_dir / INDEX}: no split {split!r} (have {sorted(index['splits'])})")
+    urls = []
+    for entry in index["splits"][split]["shards"]:
+        name = str(entry.get("file", ""))
+        path = shard_dir / name
+        if Path(name).name != name or not name.endswith(".tar"):
+            raise ShardError(f"{shard_dir / INDEX}: shard entry {name!r} is not a tar in {shard_dir}")
+        if not path.is_file():
+            raise ShardError(f"{path}: listed in {INDEX} but missing")
+        if path.stat().st_size != entry["bytes"] or sha256_file(path) != entry["sha256"]:
+            raise ShardError(f"{path}: does not match {INDEX} (size or sha256 differ: changed since the shard stage)")
+        urls.append(str(path))
+    return urls
 
 
 def iter_split(shard_dir: str | Path, split: str) -> Iterable[tuple[str, np.ndarray, dict]]:
-    """Yield ``(key, frames uint8 [T, H, W, 3], meta)`` for one split, in shard order, via ``webdataset``."""
-    dataset = wds.WebDataset(split_urls(shard_dir, split), shardshuffle=False).decode("rgb8")
+    """Yield ``(key, frames uint8 [T, H, W, 3], meta)`` for one split, in shard order, via ``webdataset``.
+
+    Every tar is checked against ``index.json`` (sha256, size) before it is read, and its sample count after."""
+    urls = split_urls(shard_dir, split)
+    expected = {url: entry["samples"] for url, entry in zip(urls, read_index(shard_dir)["splits"][split]["shards"],
+                                                                strict=True)}
+    counts = dict.fromkeys(urls, 0)
+    dataset = wds.WebDataset(urls, shardshuffle=False).decode("rgb8")
     for record in dataset:
+        counts[record["__url__"]] += 1
         names = sorted(k for k in record if k.endswith((".jpg", ".png")))
         yield record["__key__"], np.stack([record[k] for k in names]), record["json"]
+    for url, n in counts.items():
+        if n != expected[url]:
+            raise ShardError(f"{url}: holds {n} samples, {INDEX} says {expected[url]}")

@@ -7,6 +7,7 @@ so answering needs full resolution on one frame only: the situation a resolution
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -44,13 +45,23 @@ def _font(size: int) -> ImageFont.FreeTypeFont:
     return ImageFont.load_default(size=size)
 
 
+# (cos θ, sin θ) · 1024 rounded to integers for 256 directions θ: computed once; no value lies near a rounding
+# boundary (tests/data/test_synth.py), so every libm gives the same table and no transcendental enters the pixels
+N_DIRECTIONS = 256
+DIRECTIONS = tuple((round(1024 * math.cos(2 * math.pi * k / N_DIRECTIONS)),
+                    round(1024 * math.sin(2 * math.pi * k / N_DIRECTIONS))) for k in range(N_DIRECTIONS))
+
+
 def _background(rng: np.random.Generator, side: int) -> np.ndarray:
-    """A smooth grey gradient in a random direction: new for each frame, never confusable with a glyph."""
-    lo, hi = rng.uniform(90, 170, size=2)
-    angle = rng.uniform(0, 2 * np.pi)
-    r = np.arange(side, dtype=np.float32) / side
-    ramp = (np.cos(angle) * r[None, :] + np.sin(angle) * r[:, None] + 1.5) / 3.0
-    grey = (lo + (hi - lo) * ramp).astype(np.uint8)
+    """A smooth grey gradient in a random direction: new for each frame, never confusable with a glyph.
+
+    grey(x, y) = lo + (hi − lo) · ramp with ramp = (cos θ·x/side + sin θ·y/side + 1.5) / 3, evaluated in integers
+    (lo, hi in 1/256 steps, θ on a 256-step circle, floor division), so the pixels are the same on every machine."""
+    lo, hi = (int(v * 256) for v in rng.uniform(90, 170, size=2))
+    a, b = DIRECTIONS[int(rng.uniform(0, 2 * np.pi) / (2 * np.pi) * N_DIRECTIONS) % N_DIRECTIONS]
+    y, x = np.mgrid[0:side, 0:side].astype(np.int64)
+    numerator = a * x + b * y + 1536 * side  # (cos θ·x + sin θ·y + 1.5·side) · 1024: in [~96, ~2976] · side
+    grey = ((lo + (hi - lo) * numerator // (3072 * side)) // 256).astype(np.uint8)
     return np.repeat(grey[..., None], 3, axis=2)
 
 

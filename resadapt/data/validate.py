@@ -1,13 +1,18 @@
 """Manifest validation: a great-expectations suite over the manifest joined with a probe of every video.
 
 Rows that fail the schema (pydantic) or any expectation become rejects with their row number and reasons; the rest
-are written to a clean manifest. The run fails only when the rejected share exceeds ``max_reject_fraction``.
+are written to a clean manifest. The run fails only when the rejected share exceeds ``max_reject_fraction``; its
+outputs then go to ``<out_dir>/failed/`` and the previous outputs stay as they were (they are replaced only on
+success). Videos must resolve inside ``data.dir`` (symlinks followed) unless ``data.allow_outside``; rows outside
+are rejected without reading the file.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import shutil
+import tempfile
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -17,7 +22,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from resadapt.config import ValidateParams
-from resadapt.data.manifest import Sample, read_manifest, sample_row
+from resadapt.data.manifest import Sample, read_manifest, resolve_video, sample_row
 from resadapt.data.video import VideoError, probe
 from resadapt.io import write_json, write_jsonl, write_text
 from resadapt.rewards.numbers import parse_number
@@ -25,6 +30,13 @@ from resadapt.rewards.numbers import parse_number
 
 class TooManyRejects(RuntimeError):
     """More rows were rejected than ``validate.max_reject_fraction`` allows."""
+
+
+class SuiteError(RuntimeError):
+    """An expectation could not be evaluated (great-expectations raised): its verdict would be silently empty."""
+
+OUTPUTS = ("manifest.jsonl", "rejects.jsonl", "summary.json", "report.md")
+FAILED = "failed"
 
 
 @dataclass(frozen=True)
@@ -67,13 +79,25 @@ def _answer_in_options(sample: Sample) -> bool:
                                                                            sample.multi_select is not False)
 
 
-def probe_frame(rows: list[tuple[int, Sample]], root: Path, n_workers: int = 2, progress: bool = False) -> pd.DataFrame:
-    """The manifest as a DataFrame joined with each video's probe, plus the derived columns the suite checks."""
-    probes = _probe_all([root / s.video for _, s in rows], n_workers, progress)
+def probe_frame(rows: list[tuple[int, Sample]], root: Path, n_workers: int = 2, progress: bool = False,
+                data_dir: Path | None = None, allow_outside: bool = False) -> pd.DataFrame:
+    """The manifest as a DataFrame joined with each video's probe, plus the derived columns the suite checks.
+
+    A video outside ``data_dir`` (default ``root``) is not probed: its probe columns stay empty (GE skips nulls) and
+    only the "video inside data.dir" check fails for it."""
+    paths: dict[int, Path | str] = {}
+    for row, s in rows:
+        try:
+            paths[row] = resolve_video(root, s.video, data_dir or root, allow_outside)
+        except ValueError as exc:
+            paths[row] = str(exc)
+    probes = _probe_all([p for p in paths.values() if isinstance(p, Path)], n_workers, progress)
+    outside = {"video_ok": None, "video_error": ""}
     first_row: dict[str, int] = {}
     records = []
     for row, s in rows:
-        info = probes[root / s.video]
+        where = paths[row]
+        info = probes[where] if isinstance(where, Path) else outside
         records.append({
             "row": row, "id": s.id, "video": s.video, "question": s.question, "task": s.task, "answer": s.answer,
             "letters": "".join(s.letters),
@@ -82,7 +106,9 @@ def probe_frame(rows: list[tuple[int, Sample]], root: Path, n_workers: int = 2, 
             "answer_in_options": _answer_in_options(s),
             "answer_is_number": s.task not in NUMBER_TASKS or parse_number(s.answer) is not None,
             "span_ok": _span_ok(s, info.get("duration")),
-            **{k: info.get(k) for k in ("video_ok", "video_error", "width", "height", "fps", "duration", "n_frames")},
+            "video_inside": isinstance(where, Path), "video_where": "" if isinstance(where, Path) else where,
+            **{k: info.get(k) for k in ("video_ok", "video_error", "width", "height", "fps", "duration", "n_frames",
+                                        "rotation", "vfr", "edit_list")},
         })
         first_row.setdefault(s.id, row)
     frame = pd.DataFrame.from_records(records)
@@ -107,6 +133,9 @@ def build_checks(params: ValidateParams, min_frames: int) -> list[Check]:
               lambda r: f"answer {r.answer!r} of a {r.task} row does not parse as a number"),
         Check("span inside duration", lambda: gxe.ExpectColumnValuesToBeInSet(column="span_ok", value_set=[True]),
               lambda r: f"span {r.span} is not inside the video's 0–{r.duration if r.video_ok else '?'} s"),
+        Check("video inside data.dir", lambda: gxe.ExpectColumnValuesToBeInSet(column="video_inside",
+                                                                               value_set=[True]),
+              lambda r: r.video_where),
         Check("video exists and decodes", lambda: gxe.ExpectColumnValuesToBeInSet(column="video_ok", value_set=[True]),
               lambda r: f"video {r.video!r}: {r.video_error}"),
         Check("fps sane", lambda: gxe.ExpectColumnValuesToBeBetween(column="fps", min_value=params.min_fps,
@@ -139,7 +168,15 @@ def run_suite(frame: pd.DataFrame, checks: list[Check]) -> tuple[dict[int, list[
     result = definition.run(batch_parameters={"dataframe": frame}, result_format="COMPLETE")
     reasons: dict[int, list[str]] = {}
     stats = []
-    for check, outcome in zip(checks, result.results, strict=True):
+    # GE reports results in its own order (an errored expectation first): match them to the checks by id
+    outcomes = {outcome.expectation_config.id: outcome for outcome in result.results}
+    for check, expectation in zip(checks, suite.expectations, strict=True):
+        outcome = outcomes[expectation.id]
+        info = outcome.exception_info or {}
+        errors = [e.get("exception_message") for e in ([info] if "raised_exception" in info else info.values())
+                  if isinstance(e, dict) and e.get("raised_exception")]
+        if errors:
+            raise SuiteError(f"check {check.name!r} ({outcome.expectation_config.type}) could not run: {errors[0]}")
         bad = outcome.result.get("unexpected_index_list") or []
         stats.append({"check": check.name, "expectation": outcome.expectation_config.type,
                       "success": bool(outcome.success), "unexpected": len(bad)})
@@ -148,12 +185,26 @@ def run_suite(frame: pd.DataFrame, checks: list[Check]) -> tuple[dict[int, list[
     return reasons, stats
 
 
+def _real_world(frame: pd.DataFrame | None) -> dict[str, list[int]]:
+    """Rows whose video is rotated, has a variable frame rate or an edit list (handled, and reported)."""
+    if frame is None:
+        return {"rotated": [], "vfr": [], "edit_list": []}
+    probed = frame[frame["video_ok"].eq(True)]
+    return {"rotated": [int(r) for r in probed.loc[probed["rotation"].fillna(0).astype(int) != 0, "row"]],
+            "vfr": [int(r) for r in probed.loc[probed["vfr"].eq(True), "row"]],
+            "edit_list": [int(r) for r in probed.loc[probed["edit_list"].eq(True), "row"]]}
+
+
 def _report(summary: dict, stats: list[dict], rejects: list[dict]) -> str:
     lines = [
         "# Manifest validation", "",
         f"- manifest: `{summary['manifest']}`",
         f"- rows: {summary['rows']}, accepted: {summary['accepted']}, rejected: {summary['rejected']} "
-        f"({summary['reject_fraction']:.1%}; allowed {summary['max_reject_fraction']:.1%})", "",
+        f"({summary['reject_fraction']:.1%}; allowed {summary['max_reject_fraction']:.1%})",
+        "- videos handled as real-world files (rows): "
+        + "; ".join(f"{name.replace('_', ' ')} {len(rows)}" + (f" ({', '.join(map(str, rows[:20]))}"
+                                                              f"{', …' if len(rows) > 20 else ''})" if rows else "")
+                    for name, rows in summary["real_world"].items()), "",
         "| check | expectation | result | failing rows |", "|---|---|---|---|",
         "| schema (pydantic) | manifest.Sample | " + ("ok" if not summary["schema_rejects"] else "FAIL")
         + f" | {summary['schema_rejects']} |",
@@ -167,16 +218,20 @@ def _report(summary: dict, stats: list[dict], rejects: list[dict]) -> str:
 
 
 def validate_manifest(manifest: Path, params: ValidateParams, min_frames: int, n_workers: int = 2,
-                      progress: bool = True) -> dict:
-    """Validate ``manifest``; write accepted rows, rejects and a report to ``params.out_dir``; return the summary."""
+                      progress: bool = True, data_dir: Path | None = None, allow_outside: bool = False) -> dict:
+    """Validate ``manifest``; write accepted rows, rejects and a report to ``params.out_dir``; return the summary.
+
+    The four outputs are written to a temp folder inside ``out_dir`` and replace the previous ones only when the run
+    passes; a failing run leaves them in ``out_dir/failed/`` instead."""
     manifest = Path(manifest)
     out_dir = Path(params.out_dir)
     rows, rejects = read_manifest(manifest)
     n_schema = len(rejects)
     stats: list[dict] = []
     accepted: list[Sample] = []
+    frame = None
     if rows:
-        frame = probe_frame(rows, manifest.parent, n_workers, progress)
+        frame = probe_frame(rows, manifest.parent, n_workers, progress, data_dir, allow_outside)
         reasons, stats = run_suite(frame, build_checks(params, min_frames))
         for index, (row, sample) in enumerate(rows):
             if index in reasons:
@@ -192,16 +247,31 @@ def validate_manifest(manifest: Path, params: ValidateParams, min_frames: int, n
         "schema_rejects": n_schema,
         "reject_fraction": len(rejects) / total if total else 1.0,
         "max_reject_fraction": params.max_reject_fraction,
+        "real_world": _real_world(frame),
     }
-    write_jsonl(out_dir / "manifest.jsonl", (sample_row(s) for s in accepted))
-    write_jsonl(out_dir / "rejects.jsonl", rejects)
-    write_json(out_dir / "summary.json", {**summary, "checks": stats})
-    write_text(out_dir / "report.md", _report(summary, stats, rejects))
+    failure = None
     if total == 0:
-        raise TooManyRejects(f"{manifest}: the manifest has no rows")
-    if summary["reject_fraction"] > params.max_reject_fraction:
-        raise TooManyRejects(
-            f"{manifest}: rejected {len(rejects)} of {total} rows ({summary['reject_fraction']:.1%}), above "
-            f"validate.max_reject_fraction = {params.max_reject_fraction:.1%}; see {out_dir / 'report.md'}"
-        )
+        failure = f"{manifest}: the manifest has no rows"
+    elif summary["reject_fraction"] > params.max_reject_fraction:
+        failure = (f"{manifest}: rejected {len(rejects)} of {total} rows ({summary['reject_fraction']:.1%}), above "
+                   f"validate.max_reject_fraction = {params.max_reject_fraction:.1%}; see "
+                   f"{out_dir / FAILED / 'report.md'} (the previous outputs are unchanged)")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for stale in out_dir.glob(".validate-*"):  # left by a killed run
+        shutil.rmtree(stale, ignore_errors=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".validate-", dir=out_dir))
+    os.chmod(tmp, 0o755)
+    try:
+        write_jsonl(tmp / "manifest.jsonl", (sample_row(s) for s in accepted))
+        write_jsonl(tmp / "rejects.jsonl", rejects)
+        write_json(tmp / "summary.json", {**summary, "checks": stats})
+        write_text(tmp / "report.md", _report(summary, stats, rejects))
+        shutil.rmtree(out_dir / FAILED, ignore_errors=True)
+        if failure:
+            tmp.rename(out_dir / FAILED)
+            raise TooManyRejects(failure)
+        for name in OUTPUTS:
+            os.replace(tmp / name, out_dir / name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     return summary

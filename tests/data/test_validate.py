@@ -68,11 +68,31 @@ def test_every_bad_row_is_rejected_with_its_reason_and_no_good_row_is_lost(messy
     assert "accepted: 5, rejected: 10" in report and "duplicate id 'g0'" in report
 
 
-def test_too_many_rejects_fails_but_still_writes_the_report(messy, tmp_path):
-    with pytest.raises(TooManyRejects, match=r"rejected 10 of 15 rows .*validate.max_reject_fraction"):
+def test_too_many_rejects_fails_keeps_the_previous_outputs_and_reports_in_failed(messy, tmp_path):
+    root = messy.parent
+    clean = write_manifest(root / "clean.jsonl", [mcq_row("g0", "videos/good0.mp4")])
+    run(clean, tmp_path)  # an earlier good run
+    out = tmp_path / "out"
+    before = {name: (out / name).read_bytes() for name in ("manifest.jsonl", "rejects.jsonl", "summary.json",
+                                                           "report.md")}
+    with pytest.raises(TooManyRejects, match=r"rejected 10 of 15 rows .*validate.max_reject_fraction.*failed"):
         run(messy, tmp_path)
-    assert (tmp_path / "out" / "report.md").is_file()
-    assert len((tmp_path / "out" / "rejects.jsonl").read_text().splitlines()) == 10
+    assert {name: (out / name).read_bytes() for name in before} == before
+    assert "accepted: 5, rejected: 10" in (out / "failed" / "report.md").read_text()
+    assert len((out / "failed" / "rejects.jsonl").read_text().splitlines()) == 10
+    assert sorted(p.name for p in out.iterdir()) == sorted([*before, "failed"])  # no temp folder left
+    run(clean, tmp_path)  # a later good run clears the failed one
+    assert not (out / "failed").exists()
+
+
+def test_a_manifest_without_rows_fails_and_keeps_the_previous_outputs(tmp_path):
+    root = tmp_path / "in"
+    counting_clip(root / "a.mp4", 10)
+    run(write_manifest(root / "m.jsonl", [mcq_row("a", "a.mp4")]), tmp_path)
+    previous = (tmp_path / "out" / "manifest.jsonl").read_text()
+    with pytest.raises(TooManyRejects, match="no rows"):
+        run(write_manifest(root / "empty.jsonl", []), tmp_path)
+    assert (tmp_path / "out" / "manifest.jsonl").read_text() == previous
 
 
 def test_clean_manifest_passes(tmp_path):
