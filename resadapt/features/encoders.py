@@ -15,17 +15,17 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from resadapt.backbone import device as backbone_device
 from resadapt.backbone.builtin import BuiltinVideoQA
 from resadapt.backbone.interface import Query
 
 
 def pick_device(device: str) -> torch.device:
     """``features.device``: auto (CUDA when torch sees one), cpu, cuda or cuda:N."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"features.device is {device!r} but torch sees no CUDA device")
-    return torch.device(device)
+    try:
+        return backbone_device.pick_device(device)
+    except RuntimeError as exc:
+        raise ValueError(f"features.{exc}") from None
 
 
 class Encoder:
