@@ -55,11 +55,11 @@ def cmd_allocate(args) -> None:
     from resadapt.inference import answer, save_frames
 
     pkg = _package(args)
-    allocation = pkg.allocate(args.video, args.question, args.budget)
+    options = tuple(o.strip() for o in args.options.split(",")) if getattr(args, "options", None) else ()
+    task = getattr(args, "task", None) or ("mcq" if options or args.command == "allocate" else "open")
+    allocation = pkg.allocate(args.video, args.question, args.budget, options, task)
     result = {"video": str(args.video), "question": args.question, **allocation.as_dict()}
     if args.command == "answer":
-        options = tuple(o.strip() for o in args.options.split(",")) if args.options else ()
-        task = args.task or ("mcq" if options else "open")
         if pkg.builtin and (task not in ("mcq", "grounding") or args.prompt != "plain"):
             raise SystemExit("resadapt: error: the built-in backbone answers multiple choice (--options) or "
                              "grounding (--task grounding) questions, in one token (--prompt plain)")

@@ -69,12 +69,14 @@ class Package:
                 self._grid = QWEN3_VL if self.shard.patch_factor == 32 else QWEN2_5_VL
         return self._grid
 
-    def allocate(self, video: str | Path, question: str, budget: float | None = None) -> Allocation:
+    def allocate(self, video: str | Path, question: str, budget: float | None = None, options: tuple[str, ...] = (),
+                 task: str = "mcq") -> Allocation:
         clip = load_clip(video, self.shard)
         f = self.pipeline["features"]
         if self._encoder is None:
             self._encoder = make_encoder(f["encoder"], f["side"], str(self.path / "backbone"), f["checkpoint"])
-        features = encode(self._encoder, [clip.frames], [question])
+        # the query as the features stage read it (a VLM encoder reads the options and instruction too)
+        features = encode(self._encoder, [clip.frames], [Query(question, options, task, clip.duration)])
         scales = deterministic_scales(self.allocator, features, [0])[0]
         grid, size = self.grid(), tuple(clip.frames.shape[1:3])
         if budget is not None:
