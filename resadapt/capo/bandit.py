@@ -26,11 +26,12 @@ from typing import Literal
 
 import torch
 
-from resadapt.allocator.model import AllocatorConfig
+from resadapt.allocator.model import Allocator, AllocatorConfig
 from resadapt.backbone.interface import Item, Rollouts, plan_item
 from resadapt.backbone.resize import GridSpec, plan_resize
 from resadapt.capo.advantage import CapoCoefficients
 from resadapt.capo.train import LoopConfig, deterministic_scales, train_allocator
+from resadapt.config import TrainParams
 from resadapt.data.sample import Video
 from resadapt.features.coarse import Features
 
@@ -149,6 +150,15 @@ def allocator_config(spec: BanditSpec, **kw) -> AllocatorConfig:
                            **kw)
 
 
+def from_train_params(p: TrainParams, spec: BanditSpec) -> tuple[LoopConfig, CapoCoefficients, AllocatorConfig]:
+    """The loop, CAPO coefficients and Allocator the ``train`` stage would build from section ``train``."""
+    loop = LoopConfig(**{k: getattr(p, k) for k in LoopConfig.__dataclass_fields__})
+    alloc = allocator_config(spec, width=p.width, heads=p.heads, depth=p.depth, s_min=p.s_min, s_max=p.s_max,
+                             init_scale=p.init_scale, init_concentration=p.init_concentration,
+                             kappa_floor=p.kappa_floor)
+    return loop, CapoCoefficients(**p.capo.model_dump()), alloc
+
+
 def oracle_scales(needs: torch.Tensor, side: int, s_min: float, factor: int = 28) -> torch.Tensor:
     """The cheapest allocation that meets every need: the smallest grid side ≥ need·H on needed frames, s_min else."""
     grid_side = torch.ceil(needs * side / factor - 1e-9) * factor / side
@@ -188,9 +198,10 @@ def targets_met(m: dict, spec: BanditSpec, s_min: float) -> bool:
 
 def run_bandit(spec: BanditSpec, loop: LoopConfig, capo: CapoCoefficients, allocator: AllocatorConfig,
                checkpoints: Sequence[int], workdir: Path, report: Callable[[dict], None] = lambda row: None
-               ) -> list[dict]:
+               ) -> tuple[list[dict], Allocator, BanditSplit, BanditBackbone]:
     """Train through ``train_allocator`` and measure the deterministic policy on held-out prompts at each
-    checkpoint (the loop resumes from its own checkpoint between them); ``report`` sees each row as it comes."""
+    checkpoint (the loop resumes from its own checkpoint between them); ``report`` sees each row as it comes.
+    Returns the rows, the last Allocator, the held-out split and the stand-in backbone."""
     train, heldout, backbone = make_bandit(spec)
     rows = []
     for steps in checkpoints:
@@ -204,4 +215,4 @@ def run_bandit(spec: BanditSpec, loop: LoopConfig, capo: CapoCoefficients, alloc
         m["targets_met"] = targets_met(m, spec, allocator.s_min)
         rows.append(m)
         report(m)
-    return rows
+    return rows, model, heldout, backbone
