@@ -173,6 +173,13 @@ class CapoParams(Section):
     incorrect_shaping: Literal["more_pixels", "fewer_pixels"] = Field(
         "fewer_pixels", description="fewer_pixels: wrong-and-expensive is penalised (paper prose; the better on the "
         "built-in data, see README); more_pixels: wrong-and-cheap is penalised (reference code)")
+    credit: Literal["allocation", "capo_frame", "frame_cost"] = Field(
+        "frame_cost", description="how the advantage reaches the frames: allocation (spec §4, one A per "
+        "allocation), capo_frame (spec's per-frame variant, frame priority), frame_cost (each frame's own cost, "
+        "z-scored in its group; README \"CAPO on a known-answer bandit\")")
+    frame_coef: float = Field(0.25, ge=0, description="weight η of the per-frame term (capo_frame, frame_cost)")
+    frame_gate: bool = Field(True, description="frame_cost: sign the per-frame push by correctness (ungated it "
+                             "collapses to s_min on the bandit's two_frames)")
 
 
 PromptStyle = Literal["plain", "reasoning"]
@@ -233,6 +240,9 @@ class TrainParams(Section):
     s_max: float = Field(1.2, gt=0, description="1.2, not the paper's 2.0: upscaling 224-px frames adds no detail")
     init_scale: float = Field(1.0, gt=0, description="every frame starts at this mean scale (spec: 1.0)")
     init_concentration: float = Field(5.0, gt=4)
+    kappa_floor: Literal["clamp", "offset"] = Field("clamp", description=(
+        "clamp: κ = max(softplus + 4, feasibility floor) (spec; pinned at the floor, its head gets no gradient); "
+        "offset: κ = softplus + max(4, floor)"))
     width: int = Field(64, ge=8)
     heads: int = Field(4, ge=1)
     depth: int = Field(1, ge=1)

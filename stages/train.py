@@ -54,7 +54,8 @@ def main(params, args) -> None:
     loop = LoopConfig(**{k: getattr(p, k) for k in LoopConfig.__dataclass_fields__})
     config = AllocatorConfig(patch_dim=features.patches.shape[-1], text_dim=features.text.shape[-1], width=p.width,
                              heads=p.heads, depth=p.depth, s_min=p.s_min, s_max=p.s_max, init_scale=p.init_scale,
-                             init_concentration=p.init_concentration, aligned_dim=features.frame_embed.shape[-1])
+                             init_concentration=p.init_concentration, aligned_dim=features.frame_embed.shape[-1],
+                             kappa_floor=p.kappa_floor)
     capo = CapoCoefficients(**p.capo.model_dump())
     # a checkpoint resumes only for the same params, backbone, features and frames
     inputs = [path for path in (Path(params.backbone.out_dir) / "model.safetensors",

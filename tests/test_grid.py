@@ -1,10 +1,9 @@
 import random
 
 import pytest
+import qwen_vl_utils
 
 from resadapt.grid import smart_resize
-
-qwen_vl_utils = pytest.importorskip("qwen_vl_utils")
 
 
 @pytest.mark.parametrize("factor", [28, 32])

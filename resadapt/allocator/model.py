@@ -29,12 +29,15 @@ class AllocatorConfig(PretrainedConfig):
 
     def __init__(self, patch_dim: int = 64, text_dim: int = 32, width: int = 64, heads: int = 4, depth: int = 1,
                  s_min: float = 0.2, s_max: float = 1.2, init_scale: float = 1.0, init_concentration: float = 5.0,
-                 aligned_dim: int = 0, **kwargs):
+                 aligned_dim: int = 0, kappa_floor: str = "clamp", **kwargs):
         super().__init__(**kwargs)
+        if kappa_floor not in ("clamp", "offset"):
+            raise ValueError(f"kappa_floor must be 'clamp' or 'offset', got {kappa_floor!r}")
         self.patch_dim, self.text_dim, self.width, self.heads, self.depth = patch_dim, text_dim, width, heads, depth
         self.s_min, self.s_max = s_min, s_max
         self.init_scale, self.init_concentration = init_scale, init_concentration
         self.aligned_dim = aligned_dim  # width of the encoder's shared frame/query embedding (0: none)
+        self.kappa_floor = kappa_floor  # clamp: κ = max(softplus + 4, floor) (spec); offset: softplus + max(4, floor)
 
 
 def sinusoid(n: int, d: int) -> torch.Tensor:
@@ -124,10 +127,16 @@ class Allocator(PreTrainedModel):
         a = self.allocation(e)[..., 0]  # [B, T]
         a = a - masked_mean(a[..., None], frame_mask, 1)
         m = torch.sigmoid(b + a).float().clamp(EPS, 1 - EPS)
-        kappa = F.softplus(self.concentration(e)[..., 0].float()) + 4
-        kappa = torch.maximum(kappa, torch.maximum((1 + EPS) / m, (1 + EPS) / (1 - m)))
+        floor = torch.maximum((1 + EPS) / m, (1 + EPS) / (1 - m))  # α, β > 1
+        raw = F.softplus(self.concentration(e)[..., 0].float())
+        if self.config.kappa_floor == "clamp":
+            kappa = torch.maximum(raw + 4, floor)  # pinned at the floor, the head gets no gradient
+        else:
+            kappa = raw + torch.maximum(floor, torch.full_like(floor, 4.0))
         alpha, beta = (m * kappa).clamp(0.1, 200), ((1 - m) * kappa).clamp(0.1, 200)
-        return {"alpha": alpha, "beta": beta, "mean": m, "kappa": alpha + beta, "states": h}
+        relevance = match if self.config.aligned_dim else relevance  # the encoder's own similarity, where it has one
+        return {"alpha": alpha, "beta": beta, "mean": m, "kappa": alpha + beta, "states": h,
+                "relevance": relevance, "novelty": novelty, "detail": detail}
 
     def scales(self, u: torch.Tensor) -> torch.Tensor:
         return self.config.s_min + (self.config.s_max - self.config.s_min) * u

@@ -18,7 +18,10 @@ from typing import Literal
 
 import torch
 
+SPREAD_FLOOR = 0.05  # frame_cost: a frame whose ŝ varies less than this across its group gets a fading push
+
 IncorrectShaping = Literal["more_pixels", "fewer_pixels"]
+Credit = Literal["allocation", "capo_frame", "frame_cost"]
 
 
 @dataclass(frozen=True)
@@ -33,6 +36,9 @@ class CapoCoefficients:
     gas: float = 0.05  # residual global cost pressure
     floor: float = 1e-3
     incorrect_shaping: IncorrectShaping = "more_pixels"
+    credit: Credit = "allocation"  # how A reaches the frames (see ``frame_advantage``)
+    frame_coef: float = 0.25  # weight of the per-frame term (capo_frame: 0.25 in the reference)
+    frame_gate: bool = True  # frame_cost: the push is signed by correctness (see ``frame_advantage``)
 
 
 def proxy_cost(scales: torch.Tensor, mask: torch.Tensor, s_min: float, s_max: float) -> torch.Tensor:
@@ -80,3 +86,52 @@ def grpo_advantage(score: torch.Tensor) -> torch.Tensor:
     if score.shape[-1] < 2:
         return torch.zeros_like(score)
     return (score - score.mean(-1, keepdim=True)) / (score.std(-1, unbiased=False, keepdim=True) + 1e-6)
+
+
+def frame_priority(relevance: torch.Tensor, novelty: torch.Tensor, detail: torch.Tensor) -> torch.Tensor:
+    """capo_frame's π_t = 0.45·(1 − redundancy) + 0.15·uniqueness + 0.30·relevance01 + 0.10·detail [..., T], with
+    the Allocator's own signals: redundancy = 1 − novelty and uniqueness = novelty, all in [0, 1]."""
+    return 0.45 * novelty + 0.15 * novelty + 0.30 * relevance + 0.10 * detail
+
+
+def _z(x: torch.Tensor, mask: torch.Tensor, dim: int, spread_floor: float = 1e-6) -> torch.Tensor:
+    """Masked z-score along ``dim`` with the population std floored at ``spread_floor``; 0 where it is < 1e-4."""
+    n = mask.sum(dim, keepdim=True).clamp_min(1)
+    mean = (x * mask).sum(dim, keepdim=True) / n
+    std = (((x - mean) ** 2 * mask).sum(dim, keepdim=True) / n).sqrt()
+    return torch.where(std < 1e-4, torch.zeros_like(x), (x - mean) / std.clamp_min(spread_floor)) * mask
+
+
+def frame_advantage(acc: torch.Tensor, scales: torch.Tensor, mask: torch.Tensor, s_min: float, s_max: float,
+                    k: CapoCoefficients = CapoCoefficients(), priority: torch.Tensor | None = None) -> torch.Tensor:
+    """Per-frame advantages A_{k,t} [B, M, T] from acc [B, M], scales and mask [B, M, T].
+
+        allocation:  A_{k,t} = A_k                                         (spec §4: one advantage per allocation)
+        capo_frame:  A_{k,t} = A_k + η·z_t(R),  R_t = π_t·ŝ_t + (1 − π_t)(1 − ŝ_t)   z over the allocation's frames
+        frame_cost:  A_{k,t} = A_k + η·g_k·z_k(−ŝ_{k,t})                   z over the group's M allocations, per frame
+                     g_k = 0.7·√acc_k if correct, −1.3·(1 − acc_k) if not    (g = 1 without ``frame_gate``)
+
+    with ŝ = (s − s_min)/(s_max − s_min) and η = ``frame_coef``. frame_cost credits each frame with the cost it spent
+    itself, relative to the same frame in the other allocations of its prompt: the cost is a sum over frames, so the
+    other frames' costs are noise for frame t and are left out, and the z-score (its std floored at SPREAD_FLOOR, so a
+    frame that already spends the same everywhere is pushed less and κ need not run to its cap) keeps the pressure
+    O(1) where the broadcast −gas·c_k shrinks to ~sd(s)/T. The gate g is CAPO's asymmetric shaping per frame: a correct
+    allocation credits the frames it spent less on, a wrong one blames them, so the push reverses once answers fail
+    (ungated, the push on all T frames outweighs the accuracy pull on one and the policy collapses to s_min, measured
+    on the bandit's "two_frames"). The correctness floor is not applied to the per-frame term.
+    """
+    cost = proxy_cost(scales, mask, s_min, s_max)  # [B, M]
+    base = capo_advantage(acc, cost, k)[..., None] * mask
+    if k.credit == "allocation" or acc.shape[-1] < 2:
+        return base
+    s_hat = ((scales - s_min) / (s_max - s_min)).clamp(0, 1)
+    if k.credit == "capo_frame":
+        if priority is None:
+            raise ValueError("credit capo_frame needs the frame priority π_t")
+        reward = priority * s_hat + (1 - priority) * (1 - s_hat)
+        return base + k.frame_coef * _z(reward, mask, -1)
+    push = _z(-s_hat, mask, 1, SPREAD_FLOOR)  # [B, M, T]
+    if k.frame_gate:
+        push = push * torch.where(acc > k.correct_threshold, k.correct_weight * acc.clamp_min(0).sqrt(),
+                                  -k.incorrect_weight * (1 - acc).clamp_min(0))[..., None]
+    return base + k.frame_coef * push

@@ -17,9 +17,10 @@ import torch.nn.functional as F
 
 def ppo_loss(logq: torch.Tensor, logq_old: torch.Tensor, advantage: torch.Tensor, mask: torch.Tensor,
              clip_low: float = 0.2, clip_high: float = 0.28, dual_clip: float = 10.0) -> torch.Tensor:
-    """Per-frame clipped surrogate; logq, logq_old, mask: [R, T]; advantage: [R] broadcast to every valid frame."""
+    """Per-frame clipped surrogate; logq, logq_old, mask: [R, T]; advantage: [R] (broadcast to every valid frame)
+    or [R, T] (one per frame)."""
     ratio = torch.exp((logq - logq_old).clamp(-20, 20))
-    adv = advantage[:, None].expand_as(ratio)
+    adv = advantage[:, None].expand_as(ratio) if advantage.dim() == 1 else advantage
     surrogate = torch.minimum(ratio * adv, ratio.clamp(1 - clip_low, 1 + clip_high) * adv)
     surrogate = torch.where(adv < 0, torch.maximum(surrogate, dual_clip * adv), surrogate)
     return -(surrogate * mask).sum() / mask.sum().clamp_min(1)

@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from resadapt.allocator.model import Allocator, AllocatorConfig, beta_log_prob, sample_u
 from resadapt.backbone.interface import Item, Query, generate_batched
-from resadapt.capo.advantage import CapoCoefficients, capo_advantage, proxy_cost
+from resadapt.capo.advantage import CapoCoefficients, frame_advantage, frame_priority, proxy_cost
 from resadapt.capo.backbone_update import backbone_step
 from resadapt.capo.checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
 from resadapt.capo.losses import concentration_loss, ppo_loss, similarity_loss
@@ -156,14 +156,16 @@ def train_allocator(loop: LoopConfig, allocator_config: AllocatorConfig, capo: C
                             for b, v in enumerate(batch)], device=device)  # [B, M]
         mask = frame_mask[:, None].expand(B, M, T).float()
         cost = proxy_cost(scales, mask, allocator_config.s_min, allocator_config.s_max)  # [B, M]
-        advantage = capo_advantage(acc, cost, capo)
+        priority = frame_priority(out["relevance"], out["novelty"], out["detail"]).detach()[:, None].expand(B, M, T)
+        advantage = frame_advantage(acc, scales, mask, allocator_config.s_min, allocator_config.s_max, capo,
+                                    priority)  # [B, M, T]
         logq_old = beta_log_prob(u, alpha, beta).detach()
         losses = {}
         for epoch in range(loop.ppo_epochs):
             if epoch:
                 out = allocator(*inputs)
             logq = beta_log_prob(u, out["alpha"][:, None].expand(B, M, T), out["beta"][:, None].expand(B, M, T))
-            l_ppo = ppo_loss(logq.flatten(0, 1), logq_old.flatten(0, 1), advantage.flatten(), mask.flatten(0, 1),
+            l_ppo = ppo_loss(logq.flatten(0, 1), logq_old.flatten(0, 1), advantage.flatten(0, 1), mask.flatten(0, 1),
                              loop.clip_low, loop.clip_high, loop.dual_clip)
             l_conc = concentration_loss(out["kappa"], frame_mask.float())
             l_sim = similarity_loss(out["states"], allocator.scales(out["mean"]), frame_mask.float())

@@ -97,3 +97,23 @@ def test_save_and_load(tmp_path):
     x = (x[0][..., :64], x[1], x[2], x[3])
     assert torch.allclose(model(*x)["alpha"], loaded(*x)["alpha"])
     assert loaded.config.s_max == model.config.s_max
+
+
+@pytest.mark.parametrize("kappa_floor", ["clamp", "offset"])
+def test_kappa_pinned_at_the_feasibility_floor_gets_a_gradient_only_with_the_offset(kappa_floor):
+    # at mean scale 1.0 in [0.1, 1.2], m = 0.82 and the floor (1 + ε)/(1 − m) ≈ 5.5 exceeds init_concentration 5
+    model = allocator(s_min=0.1, s_max=1.2, init_scale=1.0, init_concentration=5.0, kappa_floor=kappa_floor)
+    out = model(*inputs())
+    m = out["mean"]
+    floor = torch.maximum(1.0001 / m, 1.0001 / (1 - m))
+    assert (out["kappa"] >= floor - 1e-4).all()
+    expected = floor if kappa_floor == "clamp" else floor + 1.0  # offset: κ = max(4, floor) + (init_concentration − 4)
+    assert torch.allclose(out["kappa"], expected, atol=1e-3)
+    out["kappa"].sum().backward()
+    grad = model.concentration[-1].weight.grad
+    assert (grad.abs().max() > 0) == (kappa_floor == "offset")
+
+
+def test_unknown_kappa_floor_is_an_error():
+    with pytest.raises(ValueError, match="kappa_floor"):
+        AllocatorConfig(kappa_floor="soft")

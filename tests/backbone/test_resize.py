@@ -1,6 +1,7 @@
 import random
 
 import pytest
+import qwen_vl_utils
 import torch
 
 from resadapt.backbone.resize import (
@@ -13,8 +14,6 @@ from resadapt.backbone.resize import (
     resize_frames,
     target_size,
 )
-
-qwen_vl_utils = pytest.importorskip("qwen_vl_utils")
 
 
 def test_chunk_scales_are_pair_means_with_a_short_last_chunk():
@@ -40,8 +39,9 @@ def test_tokens_and_retention_follow_the_grid():
     assert plan.full_tokens == 3 * 64 and plan.retention == pytest.approx(84 / 192)
     uniform = plan_resize((224, 224), [0.5] * 16, GridSpec(temporal_patch=1))
     assert uniform.retention == pytest.approx(0.25)
-    capped = plan_resize((812, 812), [2.0, 2.0], QWEN2_5_VL)  # at the pixel cap already: no upscaling
-    assert capped.sizes == [(784, 756)] or capped.total_tokens <= 768
+    capped = plan_resize((812, 812), [2.0, 2.0], QWEN2_5_VL)  # above the pixel cap already: no upscaling
+    assert capped.sizes == plan_resize((812, 812), [1.0, 1.0], QWEN2_5_VL).sizes == [(756, 756)]
+    assert capped.tokens == [27 * 27] and capped.retention == 1.0
 
 
 def test_bad_scales_are_errors():

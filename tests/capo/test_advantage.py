@@ -6,11 +6,13 @@ import pytest
 import torch
 
 from resadapt.capo.advantage import (
+    SPREAD_FLOOR,
     CapoCoefficients,
     base_advantage,
     capo_advantage,
     cost_pivot,
     cost_shaping,
+    frame_advantage,
     grpo_advantage,
     proxy_cost,
 )
@@ -85,3 +87,56 @@ def test_capo_advantage_by_hand_and_floor():
 def test_grpo_advantage():
     assert grpo_advantage(torch.tensor([[1.0, 0.0]]))[0].tolist() == pytest.approx([1, -1], abs=1e-5)
     assert torch.equal(grpo_advantage(torch.tensor([[1.0]])), torch.zeros(1, 1))
+
+
+def test_allocation_credit_broadcasts_capo_to_every_valid_frame():
+    acc, scales = torch.tensor([[1.0, 0.0]]), torch.tensor([[[1.0, 0.2, 0.6], [0.2, 0.2, 9.0]]])
+    mask = torch.tensor([[[1.0, 1.0, 1.0], [1.0, 1.0, 0.0]]])
+    adv = frame_advantage(acc, scales, mask, 0.2, 2.0, K)
+    expected = capo_advantage(acc, proxy_cost(scales, mask, 0.2, 2.0), K)
+    assert adv[0, 0].tolist() == pytest.approx([expected[0, 0].item()] * 3)
+    assert adv[0, 1].tolist() == pytest.approx([expected[0, 1].item()] * 2 + [0.0])
+
+
+def test_frame_cost_credits_each_frame_with_its_own_cost_in_its_group():
+    k = CapoCoefficients(credit="frame_cost", frame_coef=0.5, frame_gate=False)
+    acc = torch.tensor([[1.0, 1.0]])  # all correct: Â = 0
+    scales = torch.tensor([[[1.1, 0.2], [0.2, 0.2]]])  # frame 0 differs between the allocations, frame 1 does not
+    mask = torch.ones(1, 2, 2)
+    base = capo_advantage(acc, proxy_cost(scales, mask, 0.2, 2.0), k)[0].tolist()
+    adv = frame_advantage(acc, scales, mask, 0.2, 2.0, k)
+    # frame 0: ŝ = 0.5 and 0, z over the group = −1 and +1; frame 1: no spread, no frame term
+    assert adv[0, :, 0].tolist() == pytest.approx([base[0] - 0.5, base[1] + 0.5], abs=1e-4)
+    assert adv[0, :, 1].tolist() == pytest.approx(base)
+    # a spread below SPREAD_FLOOR (in ŝ) is divided by the floor: the push fades instead of growing without bound
+    close = torch.tensor([[[0.2 + 0.018, 0.2], [0.2, 0.2]]])  # ŝ = 0.01 and 0: deviations ±0.005
+    base = capo_advantage(acc, proxy_cost(close, mask, 0.2, 2.0), k)[0].tolist()
+    small = frame_advantage(acc, close, mask, 0.2, 2.0, k)
+    push = 0.5 * 0.005 / SPREAD_FLOOR
+    assert small[0, :, 0].tolist() == pytest.approx([base[0] - push, base[1] + push], abs=1e-4)
+
+
+def test_frame_cost_gate_credits_cheap_frames_of_right_answers_and_blames_those_of_wrong_ones():
+    k = CapoCoefficients(credit="frame_cost", frame_coef=0.5)
+    scales, mask = torch.tensor([[[1.1], [0.2]]]), torch.ones(1, 2, 1)  # z(−ŝ) = −1, +1
+    for acc, g in (([[1.0, 1.0]], [0.7, 0.7]), ([[0.0, 0.0]], [-1.3, -1.3]), ([[0.25, 1.0]], [-1.3 * 0.75, 0.7])):
+        acc = torch.tensor(acc)
+        base = capo_advantage(acc, proxy_cost(scales, mask, 0.2, 2.0), k)[0].tolist()
+        adv = frame_advantage(acc, scales, mask, 0.2, 2.0, k)[0, :, 0].tolist()
+        assert adv == pytest.approx([base[0] - 0.5 * g[0], base[1] + 0.5 * g[1]], abs=1e-4)
+
+
+def test_capo_frame_follows_the_frame_priority():
+    k = CapoCoefficients(credit="capo_frame", frame_coef=0.25)
+    acc, mask = torch.tensor([[0.0, 0.0]]), torch.ones(1, 2, 2)
+    scales = torch.tensor([[[2.0, 0.2], [0.2, 2.0]]])
+    priority = torch.tensor([[[1.0, 0.0], [1.0, 0.0]]])  # frame 0 matters, frame 1 does not
+    adv = frame_advantage(acc, scales, mask, 0.2, 2.0, k, priority)
+    base = capo_advantage(acc, proxy_cost(scales, mask, 0.2, 2.0), k)[0].tolist()
+    # allocation 0 spends on frame 0 (R = 1, 1 → no spread), allocation 1 on frame 1 (R = 0, 0)
+    assert adv[0, 0].tolist() == pytest.approx([base[0]] * 2)
+    mixed = frame_advantage(acc, torch.tensor([[[2.0, 2.0], [0.2, 0.2]]]), mask, 0.2, 2.0, k, priority)
+    base = capo_advantage(acc, torch.tensor([[1.0, 0.0]]), k)[0]
+    assert mixed[0, 0].tolist() == pytest.approx([base[0].item() + 0.25, base[0].item() - 0.25], abs=1e-4)
+    with pytest.raises(ValueError, match="priority"):
+        frame_advantage(acc, scales, mask, 0.2, 2.0, k)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from resadapt.allocator.model import AllocatorConfig
+from resadapt.allocator.model import Allocator, AllocatorConfig
 from resadapt.backbone.builtin import BuiltinBackbone, BuiltinConfig, BuiltinVideoQA
 from resadapt.capo.advantage import CapoCoefficients
 from resadapt.capo.measure import measure_allocator
@@ -64,6 +64,12 @@ def test_a_short_run_updates_the_policy_and_logs_every_metric(setup, tmp_path):
                 "scale/queried", "scale/others"):
         assert key in history[-1], key
     assert 0 < history[0]["retention"] <= 1.5
+    torch.manual_seed(LOOP.seed)  # the loop's own initialisation, rebuilt
+    start = Allocator(CONFIG)
+    start.init_policy()
+    moved = {k for k, v in allocator.state_dict().items() if not torch.allclose(v, start.state_dict()[k])}
+    assert {"budget.1.weight", "allocation.3.weight", "proj_patch.weight"} <= moved, moved
+    assert allocator.allocation[-1].weight.abs().max() > 0  # the zero-initialised heads learned something
     assert (tmp_path / "ckpt" / "allocator.safetensors").is_file()
     metrics = measure_allocator(allocator, backbone(), setup[1], setup[0])
     assert 0 <= metrics["resadapt/retention"] <= 1.5 and metrics["full/retention"] == 1.0

@@ -87,3 +87,23 @@ def test_outputs_hold_every_row_and_the_checks(result):
     assert len(pareto_rows(result)) == len(result)
     text = markdown(result, check, [0.25, 0.5, 1.0])
     assert "| ResAdapt 2x frames |" in text and "beats_fixed" in text
+
+
+def test_a_trained_allocator_through_the_budget_operator_beats_fixed_scale_where_one_frame_matters(tmp_path):
+    """The bandit's stand-in answers only when the needed frame gets scale ≥ 0.7: at r = 0.15 FixedScale gives every
+    frame √0.15 ≈ 0.39 and fails, the Allocator trained by the CAPO loop spends the budget on the needed frame."""
+    import warnings
+
+    from resadapt.capo.bandit import BanditSpec, from_train_params, run_bandit
+    from resadapt.config import TrainParams
+
+    torch.set_num_threads(1)
+    spec = BanditSpec(mode="where", similarity=True, heldout_prompts=64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        _, allocator, heldout, backbone = run_bandit(spec, *from_train_params(TrainParams(), spec), [150], tmp_path)
+    rows = sweep(backbone, allocator, {1: EvalSet(heldout.videos, heldout.features)}, [0.15],
+                 ["fixed_scale", "resadapt"], None, progress=False)
+    fixed, ours = row(rows, "fixed_scale", 0.15), row(rows, "resadapt", 0.15)
+    assert ours["retention"] <= 0.15 + 1e-9 and fixed["retention"] <= 0.15 + 1e-9
+    assert fixed["accuracy"] == 0.0 and ours["accuracy"] >= 0.95

@@ -1,5 +1,6 @@
 """Prefect test harness (temporary PREFECT_HOME and database, analytics off) and a small real DVC project whose
-stages write the same reports as the real pipeline, so the flows run end to end in seconds."""
+stages write the same reports as the real pipeline, so the flows run end to end in seconds. Its register stage
+decides with the real ``resadapt.registry.gate``."""
 
 from __future__ import annotations
 
@@ -33,16 +34,16 @@ metrics = {"resadapt": {"r015": {"accuracy": p["acc"], "retention": 0.12, "miou"
 
 REGISTER = '''
 import json, pathlib
+from dataclasses import asdict
+from resadapt.registry import gate
 m = json.load(open("reports/evaluate/metrics.json"))
-margin = m["resadapt"]["r015"]["accuracy"] - m["fixed_scale"]["r015"]["accuracy"]
-ok = margin >= 0.3
+decision = gate(m, 0.15, 0.3)  # the real gate, as stages/register.py calls it
 pkg = pathlib.Path("models/package"); pkg.mkdir(parents=True, exist_ok=True)
-if ok:
+if decision.registered:
     (pkg / "model.safetensors").write_text("weights %s" % m["resadapt"]["r015"]["accuracy"])
-decision = {"registered": ok, "reason": "margin %+.2f" % margin}
-(pkg / "decision.json").write_text(json.dumps(decision))
+(pkg / "decision.json").write_text(json.dumps(asdict(decision)))
 pathlib.Path("reports/register").mkdir(parents=True, exist_ok=True)
-pathlib.Path("reports/register/decision.json").write_text(json.dumps(decision))
+pathlib.Path("reports/register/decision.json").write_text(json.dumps(asdict(decision)))
 '''
 
 FLAKY = '''

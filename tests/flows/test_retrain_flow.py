@@ -33,6 +33,7 @@ def test_only_a_better_challenger_is_registered_and_promoted_and_every_run_is_au
     set_params(project, acc=0.5)  # fails the gate
     closed = retrain(str(project))
     assert closed["outcome"] == "rejected" and "gate is closed" in closed["reason"]
+    assert "ResAdapt 50.0% vs FixedScale 30.0% at budget 0.15: margin +20.0% < required 30.0%" in closed["reason"]
     assert resolve(project, "allocator@prod")[0] == prod_commit  # prod never moved
 
     trail = audit(project)

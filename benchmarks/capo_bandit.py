@@ -1,0 +1,82 @@
+"""CAPO on the known-answer bandit (issue 16): which loop settings learn where and how much from reward alone.
+
+    PYTHONPATH=$PWD python benchmarks/capo_bandit.py [--variants default spec ...] [--no-similarity] [--jobs 2]
+
+Each variant is the project's ``train`` defaults (params.yaml) with a few fields changed; every run goes through
+``train_allocator``. Prints one markdown row per (variant, mode, checkpoint): the deterministic policy's needed-frame
+and other scales, the share of held-out prompts whose needed frames meet their need, |s − need|, corr(s, need),
+retention against the oracle's, and whether issue 16's targets are met. ``--out`` also writes the rows as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import warnings
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import torch
+
+from resadapt.capo.bandit import BanditSpec, from_train_params, run_bandit
+from resadapt.config import load_params
+
+VARIANTS = {  # name → (train overrides, capo overrides)
+    "spec": ({}, {"credit": "allocation"}),
+    "spec + kappa offset": ({"kappa_floor": "offset"}, {"credit": "allocation"}),
+    "capo_frame": ({}, {"credit": "capo_frame"}),
+    "frame_cost ungated": ({}, {"frame_gate": False}),
+    "default": ({}, {}),
+    "default + kappa offset": ({"kappa_floor": "offset"}, {}),
+}
+SIM_MODES, SIM_STEPS, NOSIM_STEPS = ("where", "how_much", "two_frames"), (100, 300), (300, 1000, 3000)
+
+
+def job(args: tuple[str, str, bool, tuple[int, ...]]) -> list[dict]:
+    name, mode, similarity, checkpoints = args
+    torch.set_num_threads(1)
+    train_over, capo_over = VARIANTS[name]
+    p = load_params().train
+    p = p.model_copy(update={**train_over, "capo": p.capo.model_copy(update=capo_over)})
+    spec = BanditSpec(mode=mode, similarity=similarity)
+    loop, capo, alloc = from_train_params(p, spec)
+    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        rows = run_bandit(spec, loop, capo, alloc, checkpoints, Path(tmp))[0]
+    return [{"variant": name, "mode": mode, "similarity": similarity, **r} for r in rows]
+
+
+def fmt(r: dict) -> str:
+    corr = "–" if r["corr"] != r["corr"] else f"{r['corr']:.2f}"
+    return (f"| {r['variant']} | {r['mode']} | {'yes' if r['similarity'] else 'no'} | {r['step']} | "
+            f"{r['needed_scale']:.2f} | {r['other_scale']:.2f} | {r['meets_need']:.0%} | {r['abs_err']:.2f} | {corr} | "
+            f"{r['retention']:.1%} / {r['oracle_retention']:.1%} | {r['kappa']:.0f} | "
+            f"{'**yes**' if r['targets_met'] else 'no'} |")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    ap.add_argument("--modes", nargs="+", default=list(SIM_MODES), choices=list(SIM_MODES))
+    ap.add_argument("--no-similarity", nargs="*", default=["spec", "default"], metavar="VARIANT",
+                    help="variants also run without the similarity input ('where', up to 3000 steps)")
+    ap.add_argument("--jobs", type=int, default=1)
+    ap.add_argument("--out", type=Path)
+    args = ap.parse_args()
+    jobs = [(v, "where", False, NOSIM_STEPS) for v in args.no_similarity]  # the longest first
+    jobs += [(v, m, True, SIM_STEPS) for v in args.variants for m in args.modes]
+    print("| variant | mode | similarity | step | needed s | others s | meet need | abs err | corr | retention / "
+          "oracle | κ | targets |\n|---|---|---|---|---|---|---|---|---|---|---|---|", flush=True)
+    rows = []
+    with ProcessPoolExecutor(args.jobs) as pool:
+        for result in pool.map(job, jobs):
+            rows += result
+            for r in result:
+                print(fmt(r), flush=True)
+    if args.out:
+        args.out.write_text(json.dumps(rows, indent=1))
+
+
+if __name__ == "__main__":
+    main()
