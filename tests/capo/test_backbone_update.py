@@ -114,3 +114,18 @@ def test_lora_update_moves_only_the_adapter_and_reloads_identically(checkpoint, 
     assert a.answers == b.answers
     assert torch.allclose(backbone.answer_logprobs(batch, a.token_ids), reloaded.answer_logprobs(batch, a.token_ids),
                           atol=1e-5)
+
+
+def test_gradient_checkpointing_gives_the_same_gradients(checkpoint, tmp_path):
+    (tmp_path / "identity.json").write_text("{}")
+    spec = BackboneSpec("hf", str(tmp_path), device="cpu", max_new_tokens=3)
+    batch, answers = items(2), [[[30, 40], [27]], [[33], [29, 29]]]
+    advantage = torch.tensor([[1.0, -1.0], [0.5, -0.5]])
+    grads = []
+    for checkpointing in (False, True):
+        backbone = load_qwen(spec, checkpoint, None, trainable=True, lora=None, gradient_checkpointing=checkpointing)
+        assert backbone.model.is_gradient_checkpointing == checkpointing
+        accumulate_token_ppo(backbone, batch, answers, advantage, 2, 0.2, 0.28, 10.0)
+        grads.append({n: p.grad for n, p in backbone.model.named_parameters() if p.grad is not None})
+    assert grads[0].keys() == grads[1].keys() and all(torch.allclose(grads[0][n], grads[1][n], atol=1e-5)
+                                                      for n in grads[0])
