@@ -1,6 +1,7 @@
 """CAPO on the known-answer bandit (issue 16): which loop settings learn where and how much from reward alone.
 
     PYTHONPATH=$PWD python benchmarks/capo_bandit.py [--variants default spec ...] [--no-similarity] [--jobs 2]
+    python benchmarks/capo_bandit.py --quick      # a smoke run: the default, "where" with similarity, 20 steps
 
 Each variant is the project's ``train`` defaults (params.yaml) with a few fields changed; every run goes through
 ``train_allocator``. Prints one markdown row per (variant, mode, checkpoint): the deterministic policy's needed-frame
@@ -31,13 +32,14 @@ VARIANTS = {  # name → (train overrides, capo overrides)
     "default + kappa offset": ({"kappa_floor": "offset"}, {}),
 }
 SIM_MODES, SIM_STEPS, NOSIM_STEPS = ("where", "how_much", "two_frames"), (100, 300), (300, 1000, 3000)
+PARAMS = Path(__file__).resolve().parents[1] / "params.yaml"  # the project's train defaults, wherever it runs
 
 
 def job(args: tuple[str, str, bool, tuple[int, ...]]) -> list[dict]:
     name, mode, similarity, checkpoints = args
     torch.set_num_threads(1)
     train_over, capo_over = VARIANTS[name]
-    p = load_params().train
+    p = load_params(PARAMS).train
     p = p.model_copy(update={**train_over, "capo": p.capo.model_copy(update=capo_over)})
     spec = BanditSpec(mode=mode, similarity=similarity)
     loop, capo, alloc = from_train_params(p, spec)
@@ -63,9 +65,13 @@ def main() -> None:
                     help="variants also run without the similarity input ('where', up to 3000 steps)")
     ap.add_argument("--jobs", type=int, default=1)
     ap.add_argument("--out", type=Path)
+    ap.add_argument("--quick", action="store_true", help="smoke run: the default variant, 'where', 20 steps")
     args = ap.parse_args()
-    jobs = [(v, "where", False, NOSIM_STEPS) for v in args.no_similarity]  # the longest first
-    jobs += [(v, m, True, SIM_STEPS) for v in args.variants for m in args.modes]
+    if args.quick:
+        jobs = [("default", "where", True, (20,))]
+    else:
+        jobs = [(v, "where", False, NOSIM_STEPS) for v in args.no_similarity]  # the longest first
+        jobs += [(v, m, True, SIM_STEPS) for v in args.variants for m in args.modes]
     print("| variant | mode | similarity | step | needed s | others s | meet need | abs err | corr | retention / "
           "oracle | κ | targets |\n|---|---|---|---|---|---|---|---|---|---|---|---|", flush=True)
     rows = []

@@ -15,6 +15,7 @@ retention cuts the KV cache and activations about tenfold. Run: ``python benchma
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from resadapt.config import load_params
 
@@ -55,7 +56,7 @@ def estimate(params, model: dict = QWEN2_5_VL_7B, prompt_tokens: int = 120) -> d
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--params", default=str(Path(__file__).resolve().parents[1] / "params.yaml"))
     parser.add_argument("--quick", action="store_true", help="same output (the estimate is instant)")
     params = load_params(parser.parse_args().params)
     for key, value in estimate(params).items():

@@ -78,7 +78,8 @@ def main(params, args) -> None:
     taskres = None
     if "taskres" in p.methods:
         taskres = calibrate(backbone, split_videos(params.shard.out_dir, p.calibration_split),
-                            n=p.taskres_samples, seed=p.seed, progress=not args.no_progress, style=p.prompt)
+                            n=p.taskres_samples, seed=p.seed, progress=not args.no_progress, style=p.prompt,
+                            batch_size=p.batch_size)
     rows = sweep(backbone, allocator, sets, p.budgets, p.methods, taskres, seed=p.seed,
                  progress=not args.no_progress, batch_size=p.batch_size, style=p.prompt)
     check = report.checks(rows, target, params.register_.min_margin)

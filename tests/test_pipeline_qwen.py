@@ -2,6 +2,7 @@
 Qwen2.5-VL / Qwen3-VL checkpoint and a tiny CLIP encoder, both built in the test and pinned by the pipeline."""
 
 import json
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -19,8 +20,6 @@ ENV_KEYS = {"DVC_NO_ANALYTICS": "1", "HF_HUB_OFFLINE": "1", "GIT_AUTHOR_NAME": "
 
 
 def sh(cwd, *cmd, check=True):
-    import os
-
     return subprocess.run(cmd, cwd=cwd, env={**os.environ, **ENV_KEYS}, capture_output=True, text=True, check=check)
 
 

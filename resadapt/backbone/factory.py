@@ -18,7 +18,6 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from resadapt.backbone.device import DTYPES, pick_device
 from resadapt.backbone.pin import pinned_source
 
 ADAPTER_CONFIG = "adapter_config.json"
@@ -73,6 +72,7 @@ def build_backbone(spec: BackboneSpec, *, trainable: bool = False, lora: LoraSpe
     ``lora`` is given and nothing was trained yet); ``cache``: the built-in model may reuse per-frame work."""
     if spec.source == "builtin":
         from resadapt.backbone.builtin import BuiltinBackbone, BuiltinVideoQA
+        from resadapt.backbone.device import DTYPES, pick_device
 
         weights = spec.trained or spec.path
         if not (Path(weights) / "model.safetensors").is_file():
