@@ -10,6 +10,14 @@ import pytest
 
 from resadapt.data.video import write_mp4
 
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Slow end-to-end tests first, so that pytest-xdist's workers (``-n``) start on them together instead of one
+    worker finishing them alone at the end."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 LEVEL0, LEVEL_STEP = 16, 28  # grey levels far enough apart to survive H.264 and resizing
 
 
