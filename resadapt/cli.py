@@ -36,19 +36,9 @@ def _budget(text: str) -> float:
 
 
 def _package(args):
-    from resadapt.inference import Package
-    from resadapt.registry import fetch
+    from resadapt.inference import open_package
 
-    model = args.model
-    if model is None:
-        model = load_params(args.params).register_.out_dir
-    path = Path(model)
-    if not path.is_dir():
-        if "@" not in model and "#" not in model:
-            raise SystemExit(f"resadapt: error: --model {model!r}: no such folder, and not a registry ref "
-                             "(name@stage, name@vX.Y.Z or name#stage)")
-        path = fetch(".", model, load_params(args.params).register_.out_dir)
-    return Package(path)
+    return open_package(args.model, args.params)
 
 
 def cmd_allocate(args) -> None:
