@@ -8,6 +8,10 @@ below; importing this package stays light (lmms-eval loads every entry point whe
 MODEL_ID = "resadapt"
 
 
+class BenchmarkError(ValueError):
+    """A task lmms-eval did not report, or a result without a score."""
+
+
 def manifest():
     """lmms-eval's registration record: ``--model resadapt`` is the chat model ``resadapt.lmms.model.ResAdapt``."""
     from lmms_eval.models.registry_v2 import ModelManifest

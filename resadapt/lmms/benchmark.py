@@ -12,10 +12,7 @@ from pathlib import Path
 from resadapt.evaluate.figures import label, pareto_png
 from resadapt.evaluate.report import budget_key
 from resadapt.io import atomic_path, write_json, write_jsonl
-
-
-class BenchmarkError(ValueError):
-    """A task lmms-eval did not report, or a result without a score."""
+from resadapt.lmms import BenchmarkError
 
 
 def score_of(entry: dict, metric: str | None) -> tuple[str, float]:
