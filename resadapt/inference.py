@@ -20,6 +20,7 @@ from resadapt.evaluate.budget import fixed_scales, match_budget
 from resadapt.features.online import encode, make_encoder
 
 METHODS = ("resadapt", "fixed_scale", "full")  # the budget operator's methods a package can serve
+CLIPS_KEPT = 4  # decoded clips a package keeps: benchmarks ask several questions about one video in a row
 
 
 def check_method(method: str, budget: float | None) -> None:
@@ -69,6 +70,7 @@ class Package:
         self.allocator = Allocator.from_pretrained(str(self.path)).eval()
         self._encoder = None
         self._grid: GridSpec | None = None
+        self._clips: dict[tuple, Clip] = {}
 
     @property
     def builtin(self) -> bool:
@@ -82,13 +84,28 @@ class Package:
                 self._grid = QWEN3_VL if self.shard.patch_factor == 32 else QWEN2_5_VL
         return self._grid
 
+    def clip(self, video: str | Path, n_frames: int | None = None) -> Clip:
+        """``video`` decoded as the shard stage would (one of the last ``CLIPS_KEPT`` decodes when it is the same
+        file, unchanged, at the same frame count: a long video's decode costs far more than answering)."""
+        path = Path(video)
+        if not path.is_file():
+            return load_clip(path, self.shard, n_frames)  # its error names the file
+        stat = path.stat()
+        key = (str(path.resolve()), n_frames or self.shard.n_frames, stat.st_size, stat.st_mtime_ns)
+        if key not in self._clips:
+            clip = load_clip(video, self.shard, n_frames)
+            if len(self._clips) >= CLIPS_KEPT:
+                self._clips.pop(next(iter(self._clips)))  # the oldest
+            self._clips[key] = clip
+        return self._clips[key]
+
     def allocate(self, video: str | Path, question: str, budget: float | None = None, options: tuple[str, ...] = (),
                  task: str = "mcq", n_frames: int | None = None, method: str = "resadapt") -> Allocation:
         """``n_frames`` frames (default: the package's) at the scales ``method`` gives them: ``resadapt`` the
         Allocator's (within ``budget`` when given), ``fixed_scale`` √budget each (the sweep's FixedScale), ``full``
         scale 1."""
         check_method(method, budget)
-        clip = load_clip(video, self.shard, n_frames)
+        clip = self.clip(video, n_frames)
         grid, size, n = self.grid(), tuple(clip.frames.shape[1:3]), len(clip.frames)
         if method == "full":
             scales = torch.ones(n)

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from resadapt.backbone.interface import VERBATIM, Query
-from resadapt.inference import check_method
+from resadapt.inference import Package, check_method
 from tests.lmms.conftest import N_FRAMES, TASK, env_with
 
 
@@ -46,6 +46,15 @@ def test_a_request_without_exactly_one_video_path_is_refused_by_name():
     assert read_messages(one, "x") == ("a.mp4", "Be brief.\nWhich?")
     # and the task's prompt reaches the backbone as the task wrote it (no options or instruction of ours)
     assert Query("Be brief.\nWhich?", ("x", "y"), "mcq", 2.0, VERBATIM).prompt() == "Be brief.\nWhich?"
+
+
+def test_a_video_asked_about_again_is_decoded_once(qwen_package, task_dir):
+    pkg = Package(qwen_package)
+    first = pkg.clip(task_dir / "v0.mp4", N_FRAMES)
+    assert pkg.clip(task_dir / "v0.mp4", N_FRAMES) is first and len(first.frames) == N_FRAMES
+    assert len(pkg.clip(task_dir / "v0.mp4").frames) == 8  # another frame count is another clip
+    full = pkg.allocate(task_dir / "v0.mp4", "Which?", None, n_frames=N_FRAMES, method="full")
+    assert full.clip is first and full.plan.retention == 1.0
 
 
 @pytest.mark.slow
