@@ -84,7 +84,7 @@ def cmd_benchmark(args) -> None:
                   "params": args.params, "batch_size": args.batch_size}
     run(model_args, [t.strip() for t in args.tasks.split(",") if t.strip()], args.budgets, args.out,
         [m.strip() for m in args.methods.split(",") if m.strip()], args.full, args.include_path, args.limit,
-        args.metric)
+        args.metric, builtin_tasks=not args.local_tasks_only)
     print((Path(args.out) / "report.md").read_text(encoding="utf-8"))
     print(f"wrote {args.out}/report.md, pareto.png, pareto.json, metrics.json and responses/")
 
@@ -211,6 +211,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], help="default: the package's")
     p.add_argument("--batch-size", type=int, default=1, help="questions per backbone call (default: 1)")
     p.add_argument("--include-path", help="a folder of local lmms-eval task YAMLs")
+    p.add_argument("--local-tasks-only", action="store_true", help="look up tasks in --include-path only (starts "
+                   "faster: lmms-eval's own task files are not indexed)")
     p.add_argument("--limit", type=int, help="at most this many questions per task (a quick look)")
     p.add_argument("--metric", help="the task metric to report (default: its first)")
     p.add_argument("--out", default="reports/benchmark", help="output folder (default: %(default)s)")

@@ -59,8 +59,11 @@ def rows_of(results: dict, records: Sequence[dict], tasks: Sequence[str], method
 
 def run(model_args: dict, tasks: Sequence[str], budgets: Sequence[float], out_dir: str | Path,
         methods: Sequence[str] = ("resadapt", "fixed_scale"), full: bool = False,
-        include_path: str | None = None, limit: int | None = None, metric: str | None = None) -> list[dict]:
-    """Every (method, budget) point (and Full once with ``full``) on ``tasks`` through lmms-eval's evaluator."""
+        include_path: str | None = None, limit: int | None = None, metric: str | None = None,
+        builtin_tasks: bool = True) -> list[dict]:
+    """Every (method, budget) point (and Full once with ``full``) on ``tasks`` through lmms-eval's evaluator;
+    ``builtin_tasks=False`` looks for them in ``include_path`` only (lmms-eval then skips indexing its thousands of
+    task files)."""
     from lmms_eval.evaluator import simple_evaluate
     from lmms_eval.tasks import TaskManager
 
@@ -68,7 +71,7 @@ def run(model_args: dict, tasks: Sequence[str], budgets: Sequence[float], out_di
 
     points = [(m, b) for m in methods for b in budgets] + ([("full", None)] if full else [])
     lm = ResAdapt(**model_args, method=points[0][0], budget=points[0][1])
-    manager = TaskManager("WARNING", include_path=include_path, model_name="resadapt")
+    manager = TaskManager("WARNING", include_path=include_path, include_defaults=builtin_tasks, model_name="resadapt")
     out, rows = Path(out_dir), []
     for method, budget in points:
         lm.configure(method, budget)
