@@ -20,6 +20,7 @@ EPILOG = """examples:
   resadapt models                     # registered versions with their lineage
   resadapt audit                      # experiments and models: params, data hash, metrics, Prefect run
   resadapt import train.parquet data/mine/manifest.jsonl   # the reference's parquet or Video-R1 JSON(L)
+  resadapt benchmark --model allocator@prod --tasks videomme --budgets 0.1,0.25 --frames 32   # [lmms] extra
 """
 
 
@@ -36,19 +37,9 @@ def _budget(text: str) -> float:
 
 
 def _package(args):
-    from resadapt.inference import Package
-    from resadapt.registry import fetch
+    from resadapt.inference import open_package
 
-    model = args.model
-    if model is None:
-        model = load_params(args.params).register_.out_dir
-    path = Path(model)
-    if not path.is_dir():
-        if "@" not in model and "#" not in model:
-            raise SystemExit(f"resadapt: error: --model {model!r}: no such folder, and not a registry ref "
-                             "(name@stage, name@vX.Y.Z or name#stage)")
-        path = fetch(".", model, load_params(args.params).register_.out_dir)
-    return Package(path)
+    return open_package(args.model, args.params)
 
 
 def cmd_allocate(args) -> None:
@@ -79,6 +70,23 @@ def cmd_allocate(args) -> None:
         print(f"answer: {result['answer']}")
     if args.save_frames:
         print(f"wrote {len(result['saved_frames'])} frames to {args.save_frames}")
+
+
+def _budgets(text: str) -> list[float]:
+    return [_budget(b) for b in text.split(",") if b.strip()]
+
+
+def cmd_benchmark(args) -> None:
+    from resadapt.lmms.benchmark import run
+
+    model_args = {"allocator": args.model, "backbone": args.backbone, "revision": args.revision,
+                  "frames": args.frames, "engine": args.engine, "device": args.device, "dtype": args.dtype,
+                  "params": args.params, "batch_size": args.batch_size}
+    run(model_args, [t.strip() for t in args.tasks.split(",") if t.strip()], args.budgets, args.out,
+        [m.strip() for m in args.methods.split(",") if m.strip()], args.full, args.include_path, args.limit,
+        args.metric, builtin_tasks=not args.local_tasks_only)
+    print((Path(args.out) / "report.md").read_text(encoding="utf-8"))
+    print(f"wrote {args.out}/report.md, pareto.png, pareto.json, metrics.json and responses/")
 
 
 def cmd_register(args) -> None:
@@ -187,6 +195,28 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--prompt", choices=PROMPT_STYLES, default="plain", help="the instruction (default: plain)")
             p.add_argument("--device", help="backbone device (auto, cpu, cuda, cuda:N; default: the package's)")
         p.set_defaults(func=cmd_allocate)
+    text = "lmms-eval tasks at a list of budgets for ResAdapt and FixedScale: one table and a Pareto plot"
+    p = sub.add_parser("benchmark", help=text, description=text + " (needs the [lmms] extra; README \"Benchmarks "
+                       "with lmms-eval\")")
+    p.add_argument("--tasks", required=True, help="comma-separated lmms-eval tasks or groups, e.g. videomme")
+    p.add_argument("--budgets", type=_budgets, required=True, help="comma-separated retentions, e.g. 0.1,0.25")
+    p.add_argument("--model", help="a package folder or a registry ref (default: register.out_dir)")
+    p.add_argument("--methods", default="resadapt,fixed_scale", help="of resadapt, fixed_scale (default: both)")
+    p.add_argument("--full", action="store_true", help="also run Full (every frame at scale 1) once")
+    p.add_argument("--frames", type=int, help="frames per video (default: the package's shard.n_frames)")
+    p.add_argument("--backbone", help="another checkpoint instead of the package's pinned one (folder or hub id)")
+    p.add_argument("--revision", help="hub revision of --backbone")
+    p.add_argument("--engine", choices=["transformers", "vllm"], help="default: the package's")
+    p.add_argument("--device", help="auto, cpu, cuda, cuda:N (default: the package's)")
+    p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], help="default: the package's")
+    p.add_argument("--batch-size", type=int, default=1, help="questions per backbone call (default: 1)")
+    p.add_argument("--include-path", help="a folder of local lmms-eval task YAMLs")
+    p.add_argument("--local-tasks-only", action="store_true", help="look up tasks in --include-path only (starts "
+                   "faster: lmms-eval's own task files are not indexed)")
+    p.add_argument("--limit", type=int, help="at most this many questions per task (a quick look)")
+    p.add_argument("--metric", help="the task metric to report (default: its first)")
+    p.add_argument("--out", default="reports/benchmark", help="output folder (default: %(default)s)")
+    p.set_defaults(func=cmd_benchmark)
     p = sub.add_parser("register", help="register the committed package (gate passed) as a new GTO version")
     p.add_argument("--stage", choices=["dev", "staging", "prod"], help="also assign this stage")
     p.add_argument("--message", help="tag message (default: the gate's decision)")
@@ -216,6 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> None:
     from resadapt.data.video import VideoError
     from resadapt.inference import PackageError
+    from resadapt.lmms import BenchmarkError
     from resadapt.registry import RegistryError
 
     for key, value in TELEMETRY_OFF.items():
@@ -226,7 +257,7 @@ def main(argv: list[str] | None = None) -> None:
     hf_logging.disable_progress_bar()  # weight-loading bars would bury the table
     try:
         args.func(args)
-    except (VideoError, PackageError, RegistryError, ParamsError, FileNotFoundError) as exc:
+    except (VideoError, PackageError, RegistryError, ParamsError, FileNotFoundError, BenchmarkError) as exc:
         print(f"resadapt: error: {exc}", file=sys.stderr)
         sys.exit(1)
     except BrokenPipeError:  # `resadapt ... | head`: the reader left, nothing is wrong

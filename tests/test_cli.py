@@ -74,7 +74,7 @@ def test_bad_video_or_unknown_model_is_a_clear_error(package, capsys, tmp_path):
     assert exc.value.code == 1 and "bad.mp4" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exc:
         main(["allocate", str(package / "clip.mp4"), QUESTION, "--model", str(tmp_path / "nowhere")])
-    assert "no such folder, and not a registry ref" in str(exc.value.code)
+    assert exc.value.code == 1 and "no such folder, and not a registry ref" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exc:
         main(["allocate", str(package / "clip.mp4"), QUESTION, "--model", str(package)])
     assert exc.value.code == 1 and "not a model package" in capsys.readouterr().err

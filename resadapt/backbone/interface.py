@@ -32,6 +32,7 @@ GQA_OPEN_FORM = "a short answer, then \" <> \", then [start, end] in seconds of 
 REASONING = ("First think about the reasoning process as an internal monologue, then give the final answer. Put the "
              "reasoning inside <think> </think> tags and the answer inside <answer> </answer> tags, with the final "
              "answer in \\boxed{} inside the answer tags. Write nothing outside these tags.")
+VERBATIM = "verbatim"  # Query.style of a prompt written whole by someone else (an lmms-eval task)
 
 
 @dataclass(frozen=True)
@@ -40,7 +41,7 @@ class Query:
     options: tuple[str, ...] = ()
     task: str = "mcq"  # resadapt.rewards.TASKS: mcq | grounding | open | numerical | math | ocr | free_form | …
     duration: float = 0.0  # seconds the sampled frames cover (grounding answers are spans inside it)
-    style: str = "plain"  # plain | reasoning (config.PromptStyle)
+    style: str = "plain"  # plain | reasoning (config.PromptStyle) | verbatim
     multi_select: bool = False
     times: tuple[float, ...] = ()  # each sampled frame's time in the original video (s), where known
 
@@ -62,7 +63,10 @@ class Query:
 
     def prompt(self) -> str:
         """The text a chat backbone reads: question, lettered options, the clip's length for a span answer, and the
-        instruction (plain: "Answer with …"; reasoning: think, then answer in a box inside <answer>)."""
+        instruction (plain: "Answer with …"; reasoning: think, then answer in a box inside <answer>); verbatim: the
+        question alone, for a benchmark whose prompt already holds its options and instruction."""
+        if self.style == VERBATIM:
+            return self.question
         lines = [self.question]
         lines += [f"{chr(65 + i)}. {o}" for i, o in enumerate(self.options)]
         if self.task in SPAN_TASKS and self.duration > 0:
