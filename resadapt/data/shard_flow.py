@@ -1,0 +1,62 @@
+"""The shard partitions as a Prefect flow on a Dask cluster (prefect-dask): one task per partition, retried when it
+fails (a worker lost, a full disk), the merge after every task has finished.
+
+``shard.cluster_address`` names a running scheduler (its workers must import resadapt and see the manifest, the
+videos and ``shard.out_dir`` under the same paths); empty, a local cluster of ``shard.partitions`` processes is
+started for the run. Without PREFECT_API_URL the flow runs on Prefect's temporary local server.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+# Dask's scheduler and workers log every connection at INFO; the stage's log keeps their warnings only (the worker
+# processes of a local cluster inherit this; set DASK_LOGGING__DISTRIBUTED=info to see it all).
+os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
+
+from prefect import flow, task
+from prefect.cache_policies import NO_CACHE
+from prefect.futures import wait
+from prefect.task_runners import TaskRunner
+from prefect_dask import DaskTaskRunner
+
+from resadapt.config import ShardParams
+from resadapt.data.partition import write_partition, write_partitioned
+from resadapt.data.shards import PlannedShard
+
+
+@task(retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE, task_run_name="shard partition {number}")
+def shard_partition(number: int, manifest: str, plan: list[PlannedShard], params: ShardParams, tmp: str,
+                    data_dir: str | None, allow_outside: bool) -> list[dict]:
+    return write_partition(manifest, plan, params, tmp, data_dir, allow_outside)
+
+
+@flow(name="resadapt-shard", log_prints=True)
+def shard_partitions(manifest: str, params: ShardParams, data_dir: str | None = None,
+                     allow_outside: bool = False) -> dict:
+    """Shard ``manifest`` in ``params.partitions`` partitions; returns the merged index."""
+
+    def run(groups: list[list[PlannedShard]], tmp: Path) -> list[list[dict]]:
+        futures = [shard_partition.submit(k, manifest, g, params, str(tmp), data_dir, allow_outside)
+                   for k, g in enumerate(groups)]
+        wait(futures)  # every partition settles before the first failure removes the temp folder
+        return [f.result() for f in futures]
+
+    return write_partitioned(manifest, params, run)
+
+
+def task_runner(params: ShardParams, n_workers: int | None = None) -> DaskTaskRunner:
+    """The cluster at ``params.cluster_address``, else a local one of ``n_workers`` (default: one per partition)
+    single-threaded worker processes (a partition decodes on its own ``n_workers`` threads)."""
+    if params.cluster_address:
+        return DaskTaskRunner(address=params.cluster_address)
+    return DaskTaskRunner(cluster_kwargs={"n_workers": n_workers or params.partitions, "threads_per_worker": 1,
+                                          "processes": True, "dashboard_address": ":0"})
+
+
+def shard_on_dask(manifest: str | Path, params: ShardParams, data_dir: str | Path | None = None,
+                  allow_outside: bool = False, runner: TaskRunner | None = None) -> dict:
+    """Run the flow on ``runner`` (default: ``task_runner(params)``)."""
+    flow_run = shard_partitions.with_options(task_runner=runner or task_runner(params))
+    return flow_run(str(manifest), params, None if data_dir is None else str(data_dir), allow_outside)
