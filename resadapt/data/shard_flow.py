@@ -11,19 +11,23 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-# Dask's scheduler and workers log every connection at INFO; the stage's log keeps their warnings only (the worker
-# processes of a local cluster inherit this; set DASK_LOGGING__DISTRIBUTED=info to see it all).
+from resadapt.stage import prefect_defaults
+
+# Before prefect is imported (this module is imported only when partitions run). Dask's scheduler and workers log
+# every connection at INFO: the stage's log keeps their warnings (the worker processes of a local cluster inherit
+# this; DASK_LOGGING__DISTRIBUTED=info shows it all).
 os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
+prefect_defaults()
 
-from prefect import flow, task
-from prefect.cache_policies import NO_CACHE
-from prefect.futures import wait
-from prefect.task_runners import TaskRunner
-from prefect_dask import DaskTaskRunner
+from prefect import flow, task  # noqa: E402
+from prefect.cache_policies import NO_CACHE  # noqa: E402
+from prefect.futures import wait  # noqa: E402
+from prefect.task_runners import TaskRunner  # noqa: E402
+from prefect_dask import DaskTaskRunner  # noqa: E402
 
-from resadapt.config import ShardParams
-from resadapt.data.partition import write_partition, write_partitioned
-from resadapt.data.shards import PlannedShard
+from resadapt.config import ShardParams  # noqa: E402
+from resadapt.data.partition import write_partition, write_partitioned  # noqa: E402
+from resadapt.data.shards import PlannedShard  # noqa: E402
 
 
 @task(retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE, task_run_name="shard partition {number}")
