@@ -22,6 +22,8 @@ prefect_defaults()
 from prefect import flow, task  # noqa: E402
 from prefect.cache_policies import NO_CACHE  # noqa: E402
 from prefect.futures import wait  # noqa: E402
+from prefect.server.api.server import SubprocessASGIServer  # noqa: E402
+from prefect.settings import PREFECT_API_URL, temporary_settings  # noqa: E402
 from prefect.task_runners import TaskRunner  # noqa: E402
 from prefect_dask import DaskTaskRunner  # noqa: E402
 
@@ -50,17 +52,32 @@ def shard_partitions(manifest: str, params: ShardParams, data_dir: str | None = 
     return write_partitioned(manifest, params, run)
 
 
-def task_runner(params: ShardParams, n_workers: int | None = None) -> DaskTaskRunner:
+def api_url() -> str:
+    """The Prefect API this process reports to: PREFECT_API_URL, else Prefect's temporary server, started here (as
+    the first flow would) so that the cluster's worker processes are told its address instead of each starting
+    their own."""
+    url = PREFECT_API_URL.value()
+    if not url:
+        server = SubprocessASGIServer()
+        server.start()  # stopped when this process exits, as Prefect does for its own
+        url = server.api_url
+    return url
+
+
+def task_runner(params: ShardParams, n_workers: int | None = None, api: str | None = None) -> DaskTaskRunner:
     """The cluster at ``params.cluster_address``, else a local one of ``n_workers`` (default: one per partition)
-    single-threaded worker processes (a partition decodes on its own ``n_workers`` threads)."""
+    single-threaded worker processes (a partition decodes on its own ``n_workers`` threads) that report to ``api``."""
     if params.cluster_address:
         return DaskTaskRunner(address=params.cluster_address)
     return DaskTaskRunner(cluster_kwargs={"n_workers": n_workers or params.partitions, "threads_per_worker": 1,
-                                          "processes": True, "dashboard_address": ":0"})
+                                          "processes": True, "dashboard_address": ":0",
+                                          "env": {"PREFECT_API_URL": api or api_url()}})
 
 
 def shard_on_dask(manifest: str | Path, params: ShardParams, data_dir: str | Path | None = None,
                   allow_outside: bool = False, runner: TaskRunner | None = None) -> dict:
     """Run the flow on ``runner`` (default: ``task_runner(params)``)."""
-    flow_run = shard_partitions.with_options(task_runner=runner or task_runner(params))
-    return flow_run(str(manifest), params, None if data_dir is None else str(data_dir), allow_outside)
+    url = api_url()
+    with temporary_settings({PREFECT_API_URL: url}):
+        flow_run = shard_partitions.with_options(task_runner=runner or task_runner(params, api=url))
+        return flow_run(str(manifest), params, None if data_dir is None else str(data_dir), allow_outside)
