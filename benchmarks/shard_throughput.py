@@ -52,7 +52,9 @@ def main() -> None:
         synth = SynthParams(out_dir=str(tmp / "synth"), splits={"bench": args.videos}, hold={}, frame_side=side,
                             n_frames=max(args.frames, 2) if args.quick else 16)
         manifest = build_dataset(synth, progress=False)
-        params = ShardParams(out_dir=str(tmp / "shards"), n_frames=args.frames, n_workers=args.workers)
+        # four tars, so that two partitions get two each
+        params = ShardParams(out_dir=str(tmp / "shards"), n_frames=args.frames, n_workers=args.workers,
+                             maxcount=max(1, args.videos // 4))
         videos = [manifest.parent / s.video for _, s in read_manifest(manifest)[0]]
         n = len(videos) * args.frames
 
