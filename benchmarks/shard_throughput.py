@@ -3,6 +3,7 @@ then the partitioned shard (Prefect tasks on a local Dask cluster) with 1 vs 2 p
 
     python benchmarks/shard_throughput.py [--videos 200] [--workers 2]
     python benchmarks/shard_throughput.py --quick     # a few tiny videos: checks the benchmark still runs (CI)
+    python benchmarks/shard_throughput.py --quick --partitions   # and the partitioned runs (a minute: not in CI)
 
 Prints frames/s of each and the ratios (target: shard / ffmpeg >= 0.5; partitions: 2 workers / 1 worker, which
 cannot exceed the machine's cores: each partition decodes on ``--workers`` threads). The partitioned runs exclude
@@ -43,6 +44,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--frames", type=int, default=16)
     parser.add_argument("--quick", action="store_true", help="4 small videos, 4 frames: a smoke run")
+    parser.add_argument("--partitions", action="store_true", help="with --quick: the partitioned runs too (always "
+                        "without --quick)")
     args = parser.parse_args()
     side = 224
     if args.quick:
@@ -68,22 +71,23 @@ def main() -> None:
         shard_s = time.perf_counter() - start
         size = sum(s["bytes"] for split in index["splits"].values() for s in split["shards"])
 
-        from resadapt.data.shard_flow import shard_on_dask  # noqa: I001 (first: it sets Prefect's defaults)
-
-        from prefect import flow
-
-        @flow(name="warm-up")
-        def warm_up() -> None:
-            """Starts the temporary server, so that the first timing does not include it."""
-
-        warm_up()
         seconds = {}
-        for k in (1, 2):
-            start = time.perf_counter()
-            partitioned = shard_on_dask(manifest, params.model_copy(update={"partitions": k,
-                                                                           "out_dir": str(tmp / f"p{k}")}))
-            seconds[k] = time.perf_counter() - start
-            assert partitioned == index, "partitioned shards differ from the one-process run"
+        if args.partitions or not args.quick:
+            from resadapt.data.shard_flow import shard_on_dask  # noqa: I001 (first: it sets Prefect's defaults)
+
+            from prefect import flow
+
+            @flow(name="warm-up")
+            def warm_up() -> None:
+                """Starts the temporary server, so that the first timing does not include it."""
+
+            warm_up()
+            for k in (1, 2):
+                start = time.perf_counter()
+                partitioned = shard_on_dask(manifest, params.model_copy(update={"partitions": k,
+                                                                               "out_dir": str(tmp / f"p{k}")}))
+                seconds[k] = time.perf_counter() - start
+                assert partitioned == index, "partitioned shards differ from the one-process run"
 
     print(f"videos: {len(videos)}, frames: {n}, workers: {args.workers}")
     print(f"bare ffmpeg -> null : {n / ffmpeg_s:8.1f} frames/s ({ffmpeg_s:.2f} s)")
@@ -91,7 +95,8 @@ def main() -> None:
     print(f"ratio shard/ffmpeg  : {ffmpeg_s / shard_s:.2f}  (target >= 0.5)")
     for k, t in seconds.items():
         print(f"{k} partition worker(s): {n / t:8.1f} frames/s ({t:.2f} s, Prefect + local Dask, same bytes)")
-    print(f"ratio 2/1 partition workers: {seconds[1] / seconds[2]:.2f}  ({os.cpu_count()} CPU cores here)")
+    if seconds:
+        print(f"ratio 2/1 partition workers: {seconds[1] / seconds[2]:.2f}  ({os.cpu_count()} CPU cores here)")
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.parametrize("script,expect", [
-    ("shard_throughput.py", "ratio 2/1 partition workers"),
+    ("shard_throughput.py", "ratio shard/ffmpeg"),
     ("memory_estimate.py", "total GiB"),
     ("capo_bandit.py", "| default | where | yes | 20 |"),
     pytest.param("backbone_prefill.py", "qwen2.5-vl", marks=pytest.mark.slow),
