@@ -1,14 +1,19 @@
-"""Shard-stage throughput against bare ffmpeg decoding the same sampled frames to null, side by side in one run.
+"""Shard-stage throughput against bare ffmpeg decoding the same sampled frames to null, side by side in one run;
+then the partitioned shard (Prefect tasks on a local Dask cluster) with 1 vs 2 partition workers.
 
     python benchmarks/shard_throughput.py [--videos 200] [--workers 2]
     python benchmarks/shard_throughput.py --quick     # a few tiny videos: checks the benchmark still runs (CI)
+    python benchmarks/shard_throughput.py --quick --partitions   # and the partitioned runs (a minute: not in CI)
 
-Prints frames/s of both and the ratio (target: shard / ffmpeg >= 0.5).
+Prints frames/s of each and the ratios (target: shard / ffmpeg >= 0.5; partitions: 2 workers / 1 worker, which
+cannot exceed the machine's cores: each partition decodes on ``--workers`` threads). The partitioned runs exclude
+the Prefect temporary server's start but include the Dask cluster's, as the stage pays it.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import tempfile
 import time
@@ -39,6 +44,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--frames", type=int, default=16)
     parser.add_argument("--quick", action="store_true", help="4 small videos, 4 frames: a smoke run")
+    parser.add_argument("--partitions", action="store_true", help="with --quick: the partitioned runs too (always "
+                        "without --quick)")
     args = parser.parse_args()
     side = 224
     if args.quick:
@@ -48,7 +55,9 @@ def main() -> None:
         synth = SynthParams(out_dir=str(tmp / "synth"), splits={"bench": args.videos}, hold={}, frame_side=side,
                             n_frames=max(args.frames, 2) if args.quick else 16)
         manifest = build_dataset(synth, progress=False)
-        params = ShardParams(out_dir=str(tmp / "shards"), n_frames=args.frames, n_workers=args.workers)
+        # four tars, so that two partitions get two each
+        params = ShardParams(out_dir=str(tmp / "shards"), n_frames=args.frames, n_workers=args.workers,
+                             maxcount=max(1, args.videos // 4))
         videos = [manifest.parent / s.video for _, s in read_manifest(manifest)[0]]
         n = len(videos) * args.frames
 
@@ -62,10 +71,32 @@ def main() -> None:
         shard_s = time.perf_counter() - start
         size = sum(s["bytes"] for split in index["splits"].values() for s in split["shards"])
 
+        seconds = {}
+        if args.partitions or not args.quick:
+            from resadapt.data.shard_flow import shard_on_dask  # noqa: I001 (first: it sets Prefect's defaults)
+
+            from prefect import flow
+
+            @flow(name="warm-up")
+            def warm_up() -> None:
+                """Starts the temporary server, so that the first timing does not include it."""
+
+            warm_up()
+            for k in (1, 2):
+                start = time.perf_counter()
+                partitioned = shard_on_dask(manifest, params.model_copy(update={"partitions": k,
+                                                                               "out_dir": str(tmp / f"p{k}")}))
+                seconds[k] = time.perf_counter() - start
+                assert partitioned == index, "partitioned shards differ from the one-process run"
+
     print(f"videos: {len(videos)}, frames: {n}, workers: {args.workers}")
     print(f"bare ffmpeg -> null : {n / ffmpeg_s:8.1f} frames/s ({ffmpeg_s:.2f} s)")
     print(f"shard stage (tars)  : {n / shard_s:8.1f} frames/s ({shard_s:.2f} s, {size / 2**20:.1f} MiB)")
     print(f"ratio shard/ffmpeg  : {ffmpeg_s / shard_s:.2f}  (target >= 0.5)")
+    for k, t in seconds.items():
+        print(f"{k} partition worker(s): {n / t:8.1f} frames/s ({t:.2f} s, Prefect + local Dask, same bytes)")
+    if seconds:
+        print(f"ratio 2/1 partition workers: {seconds[1] / seconds[2]:.2f}  ({os.cpu_count()} CPU cores here)")
 
 
 if __name__ == "__main__":

@@ -14,10 +14,17 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from resadapt.stage import prefect_defaults
 
-from resadapt.orchestrate import StageFailed, StageRun, evaluation_table, run_stage, stage_order
+# Before prefect is imported: the temporary server of a plain run (no PREFECT_API_URL) takes its settings from
+# here. With analytics on, its telemetry heartbeat fails offline and can race the SQLite database ("database is
+# locked" tracebacks).
+prefect_defaults()
+
+from prefect import flow, get_run_logger, task  # noqa: E402
+from prefect.artifacts import create_markdown_artifact, create_table_artifact  # noqa: E402
+
+from resadapt.orchestrate import StageFailed, StageRun, evaluation_table, run_stage, stage_order  # noqa: E402
 
 
 def _transient(task, task_run, state) -> bool:

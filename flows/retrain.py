@@ -16,11 +16,18 @@ import argparse
 import json
 from datetime import UTC, datetime
 
-from prefect import flow, get_run_logger, runtime, task
-from prefect.artifacts import create_markdown_artifact
+from resadapt.stage import prefect_defaults
 
-from resadapt import orchestrate as orch
-from resadapt.registry import RegistryError, register_commit, resolve
+# Before prefect is imported: the temporary server of a plain run (no PREFECT_API_URL) takes its settings from
+# here. With analytics on, its telemetry heartbeat fails offline and can race the SQLite database ("database is
+# locked" tracebacks).
+prefect_defaults()
+
+from prefect import flow, get_run_logger, runtime, task  # noqa: E402
+from prefect.artifacts import create_markdown_artifact  # noqa: E402
+
+from resadapt import orchestrate as orch  # noqa: E402
+from resadapt.registry import RegistryError, register_commit, resolve  # noqa: E402
 
 
 @task(retries=1, retry_delay_seconds=10, task_run_name="dvc exp run {name}")

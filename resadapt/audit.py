@@ -1,4 +1,11 @@
-"""The audit: experiments and registered models with their params, data hash, metrics and the Prefect run."""
+"""The audit: what each experiment and each registered model changed, against what it was compared with.
+
+An experiment is diffed against its champion (the prod model the retrain flow compared it with, recorded in
+reports/retrain/runs.jsonl) and against its baseline (the workspace commit it ran from); a registered version against
+the one it replaced (the champion of the retrain run that registered it, else the version registered before it).
+A diff names the params that differ (old → new), the tracked files that differ (code; params.yaml, dvc.lock and the
+pipeline's committed outputs aside) and the data versions (DVC hashes) that differ.
+"""
 
 from __future__ import annotations
 
@@ -34,8 +41,56 @@ def _flat(d: dict, prefix: str = "") -> dict:
     return out
 
 
+def read_text_at(root: Path, rev: str, path: str) -> str:
+    try:
+        return git(root, "show", f"{rev}:{path}")
+    except RuntimeError:
+        return ""
+
+
+def _lock(root: Path, rev: str) -> dict:
+    return yaml.safe_load(read_text_at(root, rev, "dvc.lock")) or {}
+
+
+def _outs(lock: dict) -> set[str]:
+    return {out["path"] for stage in lock.get("stages", {}).values() for out in stage.get("outs", [])}
+
+
+def _data(root: Path, rev: str, lock: dict) -> dict[str, str]:
+    """The data a commit's pipeline read: the shards and manifest, and every dependency neither git nor a stage
+    makes (an input folder such as ``data.dir``), by DVC hash."""
+    tracked = set(git(root, "ls-tree", "-r", "--name-only", rev).splitlines())
+    outs = _outs(lock)
+    found = lock_hashes(lock, DATA_OUTS)
+    for stage in lock.get("stages", {}).values():
+        for dep in stage.get("deps", []):
+            if dep["path"] not in tracked and dep["path"] not in outs:
+                found[dep["path"]] = dep.get("md5", "")
+    return found
+
+
+def diff(root: str | Path, old: str, new: str) -> dict:
+    """Params, code and data of commit ``new`` against commit ``old``: ``{"commit": old, "params": {key: [old,
+    new]}, "code": [paths], "data": {path: [old hash, new hash]}}``."""
+    root = Path(root)
+    old_params, new_params = _flat(params_of(root, old)), _flat(params_of(root, new))
+    old_lock, new_lock = _lock(root, old), _lock(root, new)
+    outputs = _outs(old_lock) | _outs(new_lock)
+    changed = git(root, "diff", "--name-only", old, new).splitlines()
+    code = [p for p in changed if p not in ("params.yaml", "dvc.lock") and not p.endswith(".gitignore")
+            and not any(p == o or p.startswith(o.rstrip("/") + "/") for o in outputs)]
+    old_data, new_data = _data(root, old, old_lock), _data(root, new, new_lock)
+    return {"commit": old,
+            "params": {k: [old_params.get(k), new_params.get(k)] for k in sorted(set(old_params) | set(new_params))
+                       if old_params.get(k) != new_params.get(k)},
+            "code": code,
+            "data": {k: [old_data.get(k), new_data.get(k)] for k in sorted(set(old_data) | set(new_data))
+                     if old_data.get(k) != new_data.get(k)}}
+
+
 def experiments(root: str | Path = ".") -> list[dict]:
-    """Every DVC experiment (refs/exps) with what differs from its baseline, its data hash and its scores."""
+    """Every DVC experiment (refs/exps), newest first, with its diffs against its champion and its baseline, its
+    data hashes and its scores."""
     root = Path(root)
     runs = _runs(root)
     rows = []
@@ -45,32 +100,32 @@ def experiments(root: str | Path = ".") -> list[dict]:
         ref, commit, created = line.split(" ", 2)
         name = ref.rsplit("/", 1)[-1]
         baseline = git(root, "rev-parse", f"{commit}^")
-        params, base_params = _flat(params_of(root, commit)), _flat(params_of(root, baseline))
-        lock = yaml.safe_load(read_text_at(root, commit, "dvc.lock")) or {}
         metrics = read_at(root, commit, EVAL_METRICS)
         run = runs.get(name, {})
+        champion = run.get("prod_commit")
         rows.append({"experiment": name, "ref": ref, "commit": commit, "baseline": baseline, "created": created,
-                     "params_changed": {k: [base_params.get(k), v] for k, v in params.items()
-                                        if base_params.get(k) != v},
-                     "data": lock_hashes(lock, DATA_OUTS), "checks": metrics.get("checks", {}),
+                     "vs_champion": diff(root, champion, commit) if champion else None,
+                     "vs_baseline": diff(root, baseline, commit),
+                     "data": lock_hashes(_lock(root, commit), DATA_OUTS), "checks": metrics.get("checks", {}),
                      "score": score(metrics, read_at(root, commit, "reports/register/decision.json")),
                      "prefect_run_id": run.get("prefect_run_id"), "outcome": run.get("outcome")})
     return rows
 
 
-def read_text_at(root: Path, rev: str, path: str) -> str:
-    try:
-        return git(root, "show", f"{rev}:{path}")
-    except RuntimeError:
-        return ""
-
-
 def models(root: str | Path = ".", name: str = "allocator") -> list[dict]:
-    """Registered versions (newest first) with the Prefect run named in their tag message, if any."""
+    """Registered versions (newest first) with the Prefect run named in their tag message, if any, and their diff
+    against the version they replaced."""
+    root = Path(root)
     rows = versions(root, name)
-    for r in rows:
+    champion_of = {r["experiment_commit"]: r.get("prod_commit") for r in _runs(root).values()
+                   if r.get("experiment_commit")}
+    version_at = {r["commit"]: r["version"] for r in rows}
+    for k, r in enumerate(rows):
         found = RUN_ID.search(r.get("message") or "")
         r["prefect_run_id"] = found.group(1) if found else None
+        replaced = champion_of.get(r["commit"]) or (rows[k + 1]["commit"] if k + 1 < len(rows) else None)
+        r["replaced"] = version_at.get(replaced) if replaced else None
+        r["vs_replaced"] = diff(root, replaced, r["commit"]) if replaced else None
     return rows
 
 

@@ -18,7 +18,7 @@ EPILOG = """examples:
   resadapt answer video.mp4 "..." --options horizontal,vertical,diagonal-up,diagonal-down
   resadapt register --stage prod      # after `dvc repro` and `git commit`
   resadapt models                     # registered versions with their lineage
-  resadapt audit                      # experiments and models: params, data hash, metrics, Prefect run
+  resadapt audit                      # experiments vs champion and baseline, models vs the one replaced
   resadapt import train.parquet data/mine/manifest.jsonl   # the reference's parquet or Video-R1 JSON(L)
   resadapt benchmark --model allocator@prod --tasks videomme --budgets 0.1,0.25 --frames 32   # [lmms] extra
 """
@@ -130,6 +130,17 @@ def cmd_models(args) -> None:
         print(f"    message: {r['message'].strip()}")
 
 
+def _describe_diff(d: dict | None, versions: dict[str, str]) -> str:
+    """One line of an audit diff: params old → new, code files, data hashes."""
+    if d is None:
+        return "-"
+    at = versions.get(d["commit"])
+    params = "; ".join(f"{k} {old!r} → {new!r}" for k, (old, new) in d["params"].items()) or "same"
+    data = "; ".join(f"{k} {(old or '-')[:10]} → {(new or '-')[:10]}" for k, (old, new) in d["data"].items()) or "same"
+    return (f"{'@' + at + ' ' if at else ''}{d['commit'][:10]}: params: {params}; code: "
+            f"{', '.join(d['code']) or 'same'}; data: {data}")
+
+
 def cmd_audit(args) -> None:
     from resadapt.audit import audit
 
@@ -138,19 +149,22 @@ def cmd_audit(args) -> None:
     if args.json:
         print(json.dumps(report, indent=2, default=str))
         return
+    at = {m["commit"]: m["version"] for m in report["models"]}
     print(f"experiments ({len(report['experiments'])}):")
     for e in report["experiments"]:
         s = e["score"]
         acc = "-" if s.get("accuracy") is None else f"{s['accuracy']:.3f}"
         print(f"  {e['experiment']}  commit {e['commit'][:10]}  {e['created'][:19]}  prefect run "
               f"{e['prefect_run_id'] or '-'}  outcome {e['outcome'] or '-'}")
-        print(f"      params changed: {e['params_changed'] or 'none'}")
+        print(f"      vs champion {_describe_diff(e['vs_champion'], at)}")
+        print(f"      vs baseline {_describe_diff(e['vs_baseline'], at)}")
         print(f"      data: {', '.join(f'{k} {v[:12]}' for k, v in e['data'].items()) or '-'}")
         print(f"      ResAdapt accuracy at r={s.get('target_budget')}: {acc}, gate: {s.get('gate')}")
     print(f"registered {p.name} versions ({len(report['models'])}):")
     for m in report["models"]:
         print(f"  {p.name}@{m['version']}  stages: {', '.join(m['stages']) or '-'}  commit {m['commit'][:10]}  "
               f"prefect run {m['prefect_run_id'] or '-'}  data {m['data'].get('data/shards', '?')[:12]}")
+        print(f"      vs replaced {_describe_diff(m['vs_replaced'], at)}")
 
 
 def cmd_import(args) -> None:
@@ -228,7 +242,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("models", help="registered versions with stages, data, params and metrics (audit)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_models)
-    p = sub.add_parser("audit", help="experiments and registered models: params, data hash, metrics, Prefect run")
+    p = sub.add_parser("audit", help="experiments (vs their champion and baseline) and registered models (vs the "
+                                      "one they replaced): params, code, data, metrics, Prefect run")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_audit)
     p = sub.add_parser("import", help="convert the reference's verl parquet or Video-R1 JSON/JSONL to a manifest",

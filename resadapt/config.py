@@ -103,7 +103,18 @@ class ShardParams(Section):
     jpeg_quality: int = Field(95, ge=50, le=100)
     max_reject_fraction: float = Field(0.05, ge=0, le=1, description="the stage fails (previous shards kept) above "
                                        "this share of rows whose video does not decode")
-    n_workers: int = Field(2, ge=1)
+    n_workers: int = Field(2, ge=1, description="decoding threads per partition")
+    partitions: int = Field(1, ge=1, description="1: this process; more: that many partitions of the manifest as "
+                            "Prefect tasks on a Dask cluster (same bytes)")
+    cluster_address: str = Field("", description="a running Dask scheduler (tcp://host:8786) for the partitions; "
+                                 "empty: a local cluster of `partitions` worker processes")
+
+    @model_validator(mode="after")
+    def _check(self) -> ShardParams:
+        if self.cluster_address and self.partitions == 1:
+            raise ValueError("cluster_address is set but partitions is 1 (one partition runs in this process): "
+                             "set partitions > 1 or clear cluster_address")
+        return self
 
 
 class BackboneParams(Section):

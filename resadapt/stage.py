@@ -18,6 +18,20 @@ from resadapt.config import Params, ParamsError, load_params
 TELEMETRY_OFF = {"DVC_NO_ANALYTICS": "1", "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
 
 
+def quiet_telemetry() -> None:
+    """TELEMETRY_OFF for this process and its children, where the environment does not say otherwise. Call it
+    before Prefect is imported: Prefect reads its settings then, and a temporary server it starts inherits them."""
+    for key, value in TELEMETRY_OFF.items():
+        os.environ.setdefault(key, value)
+
+
+def prefect_defaults() -> None:
+    """quiet_telemetry, and 90 s instead of Prefect's 20 for its temporary server (a run without PREFECT_API_URL) to
+    start, which a busy machine needs. Call it before Prefect is imported."""
+    quiet_telemetry()
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
+
+
 class StageError(Exception):
     """A failure the user can act on; the stage prints it without a traceback."""
 
@@ -42,8 +56,7 @@ def run_stage(name: str, doc: str, body: Callable[[Params, argparse.Namespace], 
     if add_args:
         add_args(parser)
     args = parser.parse_args()
-    for key, value in TELEMETRY_OFF.items():
-        os.environ.setdefault(key, value)
+    quiet_telemetry()
     start = time.perf_counter()
     try:
         body(load_params(args.params), args)

@@ -2,7 +2,9 @@
 
 A sample is ``<key>.000.jpg … <key>.NNN.jpg`` (or ``.png`` for lossless frames) plus ``<key>.json``
 (timestamps, sizes, the QA fields). Tars are byte-identical for the same inputs and params (fixed mtime, fixed
-member order, manifest order).
+member order, manifest order). Tar ``<split>-NNNNNN`` holds that split's rows ``N * maxcount`` onwards, ``maxcount`` of
+them in manifest order, minus any rejected ones: the manifest alone fixes which row lands in which tar, so several
+partitions (resadapt.data.partition) write the same bytes as one process.
 Shards are built in a temp folder inside the output folder and replace the previous ones only on success (rejected
 share at most ``shard.max_reject_fraction``); ``index.json`` is written last and atomically, so no index ever claims
 a partial shard, and readers check every tar against its sha256 and sample count there. A split's tars are the ones
@@ -21,6 +23,7 @@ import tarfile
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
 
@@ -106,13 +109,87 @@ class ShardError(ValueError):
     """Shards that cannot be trusted (index and tar disagree) or a shard run that rejected too much."""
 
 
-def _close_quietly(writers: dict[str, wds.ShardWriter]) -> None:
-    """Close writers on a failure path; a second error (disk still full) must not hide the first."""
-    for writer in writers.values():
+@dataclass(frozen=True)
+class PlannedShard:
+    """One tar: its split, its number within the split and the manifest rows it holds (minus any reject)."""
+
+    split: str
+    number: int
+    rows: tuple[int, ...]
+
+    @property
+    def file(self) -> str:
+        return f"{self.split}-{self.number:06d}.tar"
+
+
+def plan_shards(rows: list[tuple[int, Sample]], maxcount: int) -> list[PlannedShard]:
+    """Which rows go to which tar, fixed by the manifest alone: each split's rows in manifest order, ``maxcount``
+    per tar. A video that fails later leaves its tar one sample short instead of moving the rows after it, so tar
+    numbers are known before any video is decoded (and partitions can write whole tars independently)."""
+    by_split: dict[str, list[int]] = {}
+    for row, sample in rows:
+        by_split.setdefault(sample.split, []).append(row)
+    return [PlannedShard(split, k // maxcount, tuple(split_rows[k:k + maxcount]))
+            for split, split_rows in sorted(by_split.items()) for k in range(0, len(split_rows), maxcount)]
+
+
+def write_planned(manifest: Path, samples: dict[int, Sample], plan: list[PlannedShard], params: ShardParams,
+                  tmp: Path, data_dir: str | Path | None = None, allow_outside: bool = False,
+                  progress: bool = False) -> list[dict]:
+    """Write the tars of ``plan`` into ``tmp`` (``samples``: the manifest's rows by row number); returns the rejects.
+
+    Each tar is written as ``<file>.part`` and renamed when complete, so a rerun of the same plan after a failure
+    rewrites the same bytes and never leaves a partial tar under a tar's name. A tar whose every row is rejected is
+    not written."""
+    order = [samples[row] for shard in plan for row in shard.rows]
+
+    def job(sample: Sample) -> dict | VideoError:
         try:
-            writer.close()
-        except OSError:
-            pass
+            if data_dir is not None:
+                resolve_video(manifest.parent, sample.video, Path(data_dir), allow_outside)
+            return encode_sample(sample, manifest.parent, params)
+        except VideoError as exc:
+            return exc
+        except ValueError as exc:  # outside data.dir
+            return VideoError(manifest.parent / sample.video, str(exc))
+
+    rejects: list[dict] = []
+    records = _ordered_map(job, order, params.n_workers)
+    with tqdm(total=len(order), desc="shard", unit="video", disable=not progress) as bar:
+        for shard in plan:
+            part = tmp / f"{shard.file}.part"
+            writer = None
+            try:
+                for row in shard.rows:
+                    record = next(records)
+                    bar.update()
+                    if isinstance(record, VideoError):
+                        rejects.append({"row": row, "id": samples[row].id, "source": sample_row(samples[row]),
+                                        "reasons": [f"video {samples[row].video!r}: {record.reason}"]})
+                        continue
+                    if writer is None:
+                        writer = wds.TarWriter(str(part), encoder=False, mtime=0, compress=False)
+                    writer.write(record)
+                if writer is not None:
+                    writer.close()
+                    writer = None
+                    os.replace(part, tmp / shard.file)
+            finally:
+                if writer is not None:  # a failure midway; closing may fail too (disk still full): keep the first
+                    try:
+                        writer.close()
+                    except OSError:
+                        pass
+                part.unlink(missing_ok=True)
+    return rejects
+
+
+def fresh_tmp(out_dir: Path) -> Path:
+    """A new temp folder inside ``out_dir`` (same file system: the swap is renames), clearing a killed run's."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for stale in out_dir.glob(".tmp-shards*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    return Path(tempfile.mkdtemp(prefix=".tmp-shards-", dir=out_dir))
 
 
 def _swap_in(tmp: Path, out_dir: Path, index: dict) -> None:
@@ -127,80 +204,62 @@ def _swap_in(tmp: Path, out_dir: Path, index: dict) -> None:
     write_json(out_dir / INDEX, index)
 
 
+def publish(manifest: Path, params: ShardParams, plan: list[PlannedShard], tmp: Path, rejects: list[dict],
+            total: int) -> dict:
+    """Index the planned tars found in ``tmp`` (counts, sha256, plan order) and swap them in; returns the index.
+
+    ``rejects``: every reject (schema and video), ``total``: every manifest row. Above
+    ``params.max_reject_fraction`` the tars are dropped, the rejects go to ``out_dir/failed/rejects.jsonl``, the
+    previous shards stay and ShardError says why."""
+    out_dir = Path(params.out_dir)
+    rejects = sorted(rejects, key=lambda r: r["row"])
+    fraction = len(rejects) / total if total else 1.0
+    if fraction > params.max_reject_fraction:
+        for tar in tmp.glob("*.tar"):
+            tar.unlink()
+        write_jsonl(tmp / "rejects.jsonl", rejects)
+        shutil.rmtree(out_dir / FAILED, ignore_errors=True)
+        tmp.rename(out_dir / FAILED)
+        first = f"; first: row {rejects[0]['row']}: {'; '.join(rejects[0]['reasons'])}" if rejects else ""
+        raise ShardError(f"{manifest}: " + (f"rejected {len(rejects)} of {total} rows ({fraction:.1%}), above "
+                                            f"shard.max_reject_fraction = {params.max_reject_fraction:.1%}"
+                                            if total else "the manifest has no rows")
+                         + f"{first}; see {out_dir / FAILED / 'rejects.jsonl'} (the previous shards are unchanged)")
+    index = {"format": FORMAT, "n_frames": params.n_frames, "patch_factor": params.patch_factor,
+             "max_pixels": params.max_pixels, "rejected": len(rejects), "splits": {}}
+    for shard in plan:
+        path = tmp / shard.file
+        if not path.is_file():  # every row of it was rejected
+            continue
+        split = index["splits"].setdefault(shard.split, {"samples": 0, "shards": []})
+        entry = {"file": shard.file, "samples": _count_samples(path), "bytes": path.stat().st_size,
+                 "sha256": sha256_file(path)}
+        split["samples"] += entry["samples"]
+        split["shards"].append(entry)
+    write_jsonl(tmp / "rejects.jsonl", rejects)
+    _swap_in(tmp, out_dir, index)
+    return index
+
+
 def write_shards(manifest: str | Path, params: ShardParams, progress: bool = True, data_dir: str | Path | None = None,
                  allow_outside: bool = False) -> dict:
-    """Shard every row of ``manifest`` into ``params.out_dir``; returns the index (also written as index.json).
+    """Shard every row of ``manifest`` into ``params.out_dir`` in this process; returns the index (also written as
+    index.json). resadapt.data.partition writes the same bytes from several partitions.
 
     Everything is built in a temp folder inside ``out_dir`` and replaces the previous shards only when the share of
     rejected rows is at most ``params.max_reject_fraction``; otherwise the previous shards stay, the rejects go to
     ``out_dir/failed/rejects.jsonl`` and ShardError says why. With ``data_dir``, a video must resolve inside it
     (unless ``allow_outside``)."""
     manifest = Path(manifest)
-    out_dir = Path(params.out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     rows, rejects = read_manifest(manifest)
-    n_schema = len(rejects)
-    samples = [s for _, s in rows]
-    row_of = {id(s): r for r, s in rows}
-    for stale in out_dir.glob(".tmp-shards*"):  # left by a killed run
-        shutil.rmtree(stale, ignore_errors=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".tmp-shards-", dir=out_dir))
-    writers: dict[str, wds.ShardWriter] = {}
-
-    def job(sample: Sample) -> dict | VideoError:
-        try:
-            if data_dir is not None:
-                resolve_video(manifest.parent, sample.video, Path(data_dir), allow_outside)
-            return encode_sample(sample, manifest.parent, params)
-        except VideoError as exc:
-            return exc
-        except ValueError as exc:  # outside data.dir
-            return VideoError(manifest.parent / sample.video, str(exc))
-
+    total = len(rows) + len(rejects)
+    plan = plan_shards(rows, params.maxcount)
+    tmp = fresh_tmp(Path(params.out_dir))
     try:
-        bar = tqdm(total=len(samples), desc="shard", unit="video", disable=not progress)
-        for sample, record in zip(samples, _ordered_map(job, samples, params.n_workers), strict=True):
-            bar.update()
-            if isinstance(record, VideoError):
-                rejects.append({"row": row_of[id(sample)], "id": sample.id, "source": sample_row(sample),
-                                "reasons": [f"video {sample.video!r}: {record.reason}"]})
-                continue
-            if sample.split not in writers:
-                writers[sample.split] = wds.ShardWriter(str(tmp / f"{sample.split}-%06d.tar"), maxcount=params.maxcount,
-                                                        verbose=0, encoder=False, mtime=0)
-            writers[sample.split].write(record)
-        bar.close()
-        splits = sorted(writers)
-        while writers:
-            writers.popitem()[1].close()
-        rejects.sort(key=lambda r: r["row"])
-        total = len(samples) + n_schema
-        fraction = len(rejects) / total if total else 1.0
-        if fraction > params.max_reject_fraction:
-            for tar in tmp.glob("*.tar"):
-                tar.unlink()
-            write_jsonl(tmp / "rejects.jsonl", rejects)
-            shutil.rmtree(out_dir / FAILED, ignore_errors=True)
-            tmp.rename(out_dir / FAILED)
-            first = f"; first: row {rejects[0]['row']}: {'; '.join(rejects[0]['reasons'])}" if rejects else ""
-            raise ShardError(f"{manifest}: " + (f"rejected {len(rejects)} of {total} rows ({fraction:.1%}), above "
-                                                f"shard.max_reject_fraction = {params.max_reject_fraction:.1%}"
-                                                if total else "the manifest has no rows")
-                             + f"{first}; see {out_dir / FAILED / 'rejects.jsonl'} (the previous shards are unchanged)")
-        index = {"format": FORMAT, "n_frames": params.n_frames, "patch_factor": params.patch_factor,
-                 "max_pixels": params.max_pixels, "rejected": len(rejects), "splits": {}}
-        for split in splits:
-            pattern = re.compile(rf"^{re.escape(split)}-\d{{6}}\.tar$")  # exactly this split's, never a prefix's
-            files = sorted(f for f in tmp.iterdir() if pattern.match(f.name))
-            shards = [{"file": f.name, "samples": _count_samples(f), "bytes": f.stat().st_size,
-                       "sha256": sha256_file(f)} for f in files]
-            index["splits"][split] = {"samples": sum(s["samples"] for s in shards), "shards": shards}
-        write_jsonl(tmp / "rejects.jsonl", rejects)
-        _swap_in(tmp, out_dir, index)
+        rejects += write_planned(manifest, dict(rows), plan, params, tmp, data_dir, allow_outside, progress)
+        return publish(manifest, params, plan, tmp, rejects, total)
     finally:
-        _close_quietly(writers)
         shutil.rmtree(tmp, ignore_errors=True)
-    return index
 
 
 def sampled_labels(meta: dict) -> tuple[list[dict], int | None]:

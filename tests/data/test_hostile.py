@@ -150,8 +150,8 @@ def test_disk_full_while_writing_leaves_no_temp_and_the_previous_shards(project,
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(wds.ShardWriter, "write", full)
-    monkeypatch.setattr(wds.ShardWriter, "close", full)  # and closing fails too, as it does on a full disk
+    monkeypatch.setattr(wds.TarWriter, "write", full)
+    monkeypatch.setattr(wds.TarWriter, "close", full)  # and closing fails too, as it does on a full disk
     with pytest.raises(OSError, match="No space left"):
         write_shards(manifest, params, progress=False)
     assert sorted(p.name for p in (project / "out").iterdir()) == listing

@@ -6,6 +6,7 @@ import yaml
 
 from flows.retrain import retrain
 from resadapt.audit import audit
+from resadapt.cli import _describe_diff
 from resadapt.registry import register, resolve
 from tests.flows.conftest import git, reproduce_and_commit, set_params
 
@@ -27,7 +28,9 @@ def test_only_a_better_challenger_is_registered_and_promoted_and_every_run_is_au
     assert git(project, "rev-parse", f"retrain/{better['experiment']}").strip() == prod_commit
     assert yaml.safe_load((project / "params.yaml").read_text())["acc"] == 0.95  # the workspace was left alone
 
-    set_params(project, acc=0.92)  # passes the gate, but is worse than prod (0.95)
+    set_params(project, acc=0.92)  # passes the gate, but is worse than prod (0.95); committed, with a code change
+    (project / "evaluate.py").write_text((project / "evaluate.py").read_text() + "# reviewed\n")
+    git(project, "commit", "-qam", "acc 0.92, evaluate.py reviewed")
     worse = retrain(str(project))
     assert worse["outcome"] == "rejected" and "challenger 92.0% vs prod 95.0%" in worse["reason"]
     set_params(project, acc=0.5)  # fails the gate
@@ -39,10 +42,21 @@ def test_only_a_better_challenger_is_registered_and_promoted_and_every_run_is_au
     trail = audit(project)
     by_name = {e["experiment"]: e for e in trail["experiments"]}
     assert set(by_name) == {better["experiment"], worse["experiment"], closed["experiment"]}
-    assert by_name[better["experiment"]]["params_changed"] == {"acc": [0.9, 0.95]}
+    assert by_name[better["experiment"]]["vs_baseline"]["params"] == {"acc": [0.9, 0.95]}
+    # the auditor's question: what differs from the prod model it was compared with (the baseline already had it)
+    against_prod = by_name[worse["experiment"]]["vs_champion"]
+    against_base = by_name[worse["experiment"]]["vs_baseline"]
+    assert against_prod["commit"] == prod_commit and against_prod["params"] == {"acc": [0.95, 0.92]}
+    assert against_prod["code"] == ["evaluate.py"] and against_prod["data"] == {}
+    assert against_base["params"] == {} and against_base["code"] == []
+    line = _describe_diff(against_prod, {m["commit"]: m["version"] for m in trail["models"]})
+    assert line.startswith(f"@v0.0.2 {prod_commit[:10]}: params: acc 0.95 → 0.92; code: evaluate.py"), line
     assert by_name[better["experiment"]]["prefect_run_id"] == better["prefect_run_id"]
     assert by_name[closed["experiment"]]["outcome"] == "rejected"
     models = {m["version"]: m for m in trail["models"]}
     assert models["v0.0.2"]["prefect_run_id"] == better["prefect_run_id"] and models["v0.0.2"]["stages"] == ["prod"]
+    assert models["v0.0.2"]["replaced"] == "v0.0.1"
+    assert models["v0.0.2"]["vs_replaced"]["params"] == {"acc": [0.9, 0.95]}
+    assert models["v0.0.1"]["vs_replaced"] is None
     runs = (project / "reports/retrain/runs.jsonl").read_text().splitlines()
     assert [json.loads(r)["outcome"] for r in runs] == ["skipped", "promoted", "rejected", "rejected"]
