@@ -30,6 +30,7 @@ VARIANTS = {  # name → (train overrides, capo overrides)
     "frame_cost ungated": ({}, {"frame_gate": False}),
     "default": ({}, {}),
     "default + kappa offset": ({"kappa_floor": "offset"}, {}),
+    "default + blame 0.75": ({}, {"frame_blame": 0.75}),
 }
 SIM_MODES, SIM_STEPS, NOSIM_STEPS = ("where", "how_much", "two_frames"), (100, 300), (300, 1000, 3000)
 PARAMS = Path(__file__).resolve().parents[1] / "params.yaml"  # the project's train defaults, wherever it runs
@@ -61,7 +62,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     ap.add_argument("--modes", nargs="+", default=list(SIM_MODES), choices=list(SIM_MODES))
-    ap.add_argument("--no-similarity", nargs="*", default=["spec", "default"], metavar="VARIANT",
+    ap.add_argument("--no-similarity", nargs="*", default=["spec", "default", "default + blame 0.75"],
+                    metavar="VARIANT",
                     help="variants also run without the similarity input ('where', up to 3000 steps)")
     ap.add_argument("--jobs", type=int, default=1)
     ap.add_argument("--out", type=Path)

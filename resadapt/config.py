@@ -191,6 +191,8 @@ class CapoParams(Section):
     frame_coef: float = Field(0.25, ge=0, description="weight η of the per-frame term (capo_frame, frame_cost)")
     frame_gate: bool = Field(True, description="frame_cost: sign the per-frame push by correctness (ungated it "
                              "collapses to s_min on the bandit's two_frames)")
+    frame_blame: float = Field(1.0, ge=0, le=1, description="frame_cost with frame_gate: weight β of the blame a "
+                               "wrong allocation puts on the frames it spent less on (README bandit table)")
 
 
 PromptStyle = Literal["plain", "reasoning"]

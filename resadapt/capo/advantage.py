@@ -39,6 +39,7 @@ class CapoCoefficients:
     credit: Credit = "allocation"  # how A reaches the frames (see ``frame_advantage``)
     frame_coef: float = 0.25  # weight of the per-frame term (capo_frame: 0.25 in the reference)
     frame_gate: bool = True  # frame_cost: the push is signed by correctness (see ``frame_advantage``)
+    frame_blame: float = 1.0  # β: weight of the gated push on a wrong allocation (see ``frame_advantage``)
 
 
 def proxy_cost(scales: torch.Tensor, mask: torch.Tensor, s_min: float, s_max: float) -> torch.Tensor:
@@ -109,16 +110,19 @@ def frame_advantage(acc: torch.Tensor, scales: torch.Tensor, mask: torch.Tensor,
         allocation:  A_{k,t} = A_k                                         (spec §4: one advantage per allocation)
         capo_frame:  A_{k,t} = A_k + η·z_t(R),  R_t = π_t·ŝ_t + (1 − π_t)(1 − ŝ_t)   z over the allocation's frames
         frame_cost:  A_{k,t} = A_k + η·g_k·z_k(−ŝ_{k,t})                   z over the group's M allocations, per frame
-                     g_k = 0.7·√acc_k if correct, −1.3·(1 − acc_k) if not    (g = 1 without ``frame_gate``)
+                     g_k = 0.7·√acc_k if correct, −β·1.3·(1 − acc_k) if not  (g = 1 without ``frame_gate``)
 
-    with ŝ = (s − s_min)/(s_max − s_min) and η = ``frame_coef``. frame_cost credits each frame with the cost it spent
+    with ŝ = (s − s_min)/(s_max − s_min), η = ``frame_coef`` and β = ``frame_blame``. frame_cost credits each frame with the cost it spent
     itself, relative to the same frame in the other allocations of its prompt: the cost is a sum over frames, so the
     other frames' costs are noise for frame t and are left out, and the z-score (its std floored at SPREAD_FLOOR, so a
     frame that already spends the same everywhere is pushed less and κ need not run to its cap) keeps the pressure
     O(1) where the broadcast −gas·c_k shrinks to ~sd(s)/T. The gate g is CAPO's asymmetric shaping per frame: a correct
     allocation credits the frames it spent less on, a wrong one blames them, so the push reverses once answers fail
     (ungated, the push on all T frames outweighs the accuracy pull on one and the policy collapses to s_min, measured
-    on the bandit's "two_frames"). The correctness floor is not applied to the per-frame term.
+    on the bandit's "two_frames"). A wrong answer blames every frame that spent less, the ones it did not need too;
+β < 1 weakens that blame so that frames nobody needs keep sinking (on the bandit without the similarity input:
+β = 1 holds them near the need, β = 0 collapses every frame to s_min). The correctness floor is not applied to
+the per-frame term.
     """
     cost = proxy_cost(scales, mask, s_min, s_max)  # [B, M]
     base = capo_advantage(acc, cost, k)[..., None] * mask
@@ -133,5 +137,5 @@ def frame_advantage(acc: torch.Tensor, scales: torch.Tensor, mask: torch.Tensor,
     push = _z(-s_hat, mask, 1, SPREAD_FLOOR)  # [B, M, T]
     if k.frame_gate:
         push = push * torch.where(acc > k.correct_threshold, k.correct_weight * acc.clamp_min(0).sqrt(),
-                                  -k.incorrect_weight * (1 - acc).clamp_min(0))[..., None]
+                                  -k.frame_blame * k.incorrect_weight * (1 - acc).clamp_min(0))[..., None]
     return base + k.frame_coef * push

@@ -116,10 +116,12 @@ def test_frame_cost_credits_each_frame_with_its_own_cost_in_its_group():
     assert small[0, :, 0].tolist() == pytest.approx([base[0] - push, base[1] + push], abs=1e-4)
 
 
-def test_frame_cost_gate_credits_cheap_frames_of_right_answers_and_blames_those_of_wrong_ones():
-    k = CapoCoefficients(credit="frame_cost", frame_coef=0.5)
+@pytest.mark.parametrize("blame", [1.0, 0.75, 0.0])
+def test_frame_cost_gate_credits_cheap_frames_of_right_answers_and_blames_those_of_wrong_ones(blame):
+    k = CapoCoefficients(credit="frame_cost", frame_coef=0.5, frame_blame=blame)
     scales, mask = torch.tensor([[[1.1], [0.2]]]), torch.ones(1, 2, 1)  # z(−ŝ) = −1, +1
-    for acc, g in (([[1.0, 1.0]], [0.7, 0.7]), ([[0.0, 0.0]], [-1.3, -1.3]), ([[0.25, 1.0]], [-1.3 * 0.75, 0.7])):
+    wrong = -1.3 * blame  # β scales the blame on wrong allocations only
+    for acc, g in (([[1.0, 1.0]], [0.7, 0.7]), ([[0.0, 0.0]], [wrong, wrong]), ([[0.25, 1.0]], [wrong * 0.75, 0.7])):
         acc = torch.tensor(acc)
         base = capo_advantage(acc, proxy_cost(scales, mask, 0.2, 2.0), k)[0].tolist()
         adv = frame_advantage(acc, scales, mask, 0.2, 2.0, k)[0, :, 0].tolist()
