@@ -11,7 +11,6 @@ import pytest
 from resadapt.data.video import write_mp4
 
 
-
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Slow end-to-end tests first, so that pytest-xdist's workers (``-n``) start on them together instead of one
     worker finishing them alone at the end."""

@@ -112,17 +112,17 @@ def frame_advantage(acc: torch.Tensor, scales: torch.Tensor, mask: torch.Tensor,
         frame_cost:  A_{k,t} = A_k + η·g_k·z_k(−ŝ_{k,t})                   z over the group's M allocations, per frame
                      g_k = 0.7·√acc_k if correct, −β·1.3·(1 − acc_k) if not  (g = 1 without ``frame_gate``)
 
-    with ŝ = (s − s_min)/(s_max − s_min), η = ``frame_coef`` and β = ``frame_blame``. frame_cost credits each frame with the cost it spent
-    itself, relative to the same frame in the other allocations of its prompt: the cost is a sum over frames, so the
-    other frames' costs are noise for frame t and are left out, and the z-score (its std floored at SPREAD_FLOOR, so a
-    frame that already spends the same everywhere is pushed less and κ need not run to its cap) keeps the pressure
-    O(1) where the broadcast −gas·c_k shrinks to ~sd(s)/T. The gate g is CAPO's asymmetric shaping per frame: a correct
-    allocation credits the frames it spent less on, a wrong one blames them, so the push reverses once answers fail
-    (ungated, the push on all T frames outweighs the accuracy pull on one and the policy collapses to s_min, measured
-    on the bandit's "two_frames"). A wrong answer blames every frame that spent less, the ones it did not need too;
-β < 1 weakens that blame so that frames nobody needs keep sinking (on the bandit without the similarity input:
-β = 1 holds them near the need, β = 0 collapses every frame to s_min). The correctness floor is not applied to
-the per-frame term.
+    with ŝ = (s − s_min)/(s_max − s_min), η = ``frame_coef`` and β = ``frame_blame``. frame_cost credits each frame
+    with the cost it spent itself, relative to the same frame in the other allocations of its prompt: the cost is a
+    sum over frames, so the other frames' costs are noise for frame t and are left out, and the z-score (its std
+    floored at SPREAD_FLOOR, so a frame that already spends the same everywhere is pushed less and κ need not run to
+    its cap) keeps the pressure O(1) where the broadcast −gas·c_k shrinks to ~sd(s)/T. The gate g is CAPO's
+    asymmetric shaping per frame: a correct allocation credits the frames it spent less on, a wrong one blames them,
+    so the push reverses once answers fail (ungated, the push on all T frames outweighs the accuracy pull on one and
+    the policy collapses to s_min, measured on the bandit's "two_frames"). A wrong answer blames every frame that
+    spent less, the ones it did not need too; β < 1 weakens that blame so that frames nobody needs keep sinking (on
+    the bandit without the similarity input: β = 1 holds them near the need, β = 0 collapses every frame to s_min).
+    The correctness floor is not applied to the per-frame term.
     """
     cost = proxy_cost(scales, mask, s_min, s_max)  # [B, M]
     base = capo_advantage(acc, cost, k)[..., None] * mask
