@@ -62,6 +62,7 @@ def main(params, args) -> None:
         print(f"train: {ranks.world} ranks, {'nccl' if device.startswith('cuda') else 'gloo'}", flush=True)
     torch.set_num_threads(max(1, p.threads // ranks.local_world))
     lora = LoraSpec(p.lora.r, p.lora.alpha, p.lora.dropout, tuple(p.lora.target_modules)) if p.lora.enabled else None
+    torch.manual_seed(p.seed)  # a fresh LoRA adapter's initialisation is drawn here (under DDP, rank 0's is kept)
     try:
         spec = replace(BackboneSpec.from_params(params, trained=False), device=backbone_device)
         backbone = build_backbone(spec, trainable=p.update_backbone, lora=lora,
