@@ -1,12 +1,12 @@
-"""Data-parallel CAPO: torchrun starts 2 CPU ranks (gloo) on the tiny setup of test_train; they must end where one
-process ends on the same global batch (Allocator and backbone), resume every rank after a kill, and leave the logs and
-checkpoints to rank 0. Run as a script, this file is the ranks' program."""
+"""Data-parallel CAPO: 2 CPU ranks (gloo) on the tiny setup of test_train, forked by torch.multiprocessing with the
+environment torchrun gives its ranks (torchrun itself runs in the pipeline test, through ``train.nproc``); they must
+end where one process ends on the same global batch (Allocator and backbone), resume every rank after a kill, and
+leave the logs and checkpoints to rank 0."""
 
 import json
 import os
 import signal
-import subprocess
-import sys
+import socket
 from dataclasses import replace
 from pathlib import Path
 
@@ -19,12 +19,9 @@ from resadapt.capo import train
 from resadapt.capo.advantage import CapoCoefficients
 from resadapt.capo.distributed import Ranks, rank_device, start, stop
 
-HERE = Path(__file__).resolve().parent
-REPO = HERE.parents[1]
-
 
 def loop_config():
-    from test_train import LOOP  # the fixture module of the one-process tests (on sys.path under pytest and here)
+    from test_train import LOOP  # the fixture module of the one-process tests
 
     # ResAdapt-RL: the built-in backbone trains too; 3 prompts on 2 ranks give uneven shares (1 and 2)
     return replace(LOOP, steps=4, update_backbone=True, backbone_lr=1e-2)
@@ -62,10 +59,23 @@ def rank_main(out: Path, kill_at: int) -> None:
     stop(ranks)
 
 
-def torchrun(out: Path, kill_at: int = -1) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
-                           __file__, str(out), str(kill_at)], env=env, capture_output=True, text=True, timeout=300)
+def _rank(rank: int, out: Path, kill_at: int, port: int) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE="2",
+                      LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE="2")
+    rank_main(out, kill_at)
+
+
+def launch(out: Path, kill_at: int = -1) -> bool:
+    """Run the 2 ranks to the end (True), or until one fails, when the other is stopped (False). Forked, the ranks
+    start with this process's imports instead of importing torch and transformers again."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    try:
+        torch.multiprocessing.start_processes(_rank, (out, kill_at, port), nprocs=2, start_method="fork")
+    except torch.multiprocessing.ProcessExitedException:
+        return False
+    return True
 
 
 @pytest.fixture(scope="module")
@@ -115,11 +125,10 @@ def assert_same(expected: dict, got: dict) -> None:
 
 @pytest.mark.slow
 def test_two_ranks_end_where_one_process_ends_through_a_kill_and_a_rerun_and_only_rank_0_writes(one_process, tmp_path):
-    killed = torchrun(tmp_path, kill_at=3)  # rank 1 dies at step 3; torchrun stops rank 0
-    assert killed.returncode != 0 and not (tmp_path / "rank0.json").exists()
+    assert not launch(tmp_path, kill_at=3)  # rank 1 dies at step 3; rank 0 is stopped
+    assert not (tmp_path / "rank0.json").exists()
     assert json.loads((tmp_path / "ckpt" / "state.json").read_text())["step"] == 2
-    rerun = torchrun(tmp_path)
-    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert launch(tmp_path)
     expected, history = one_process
     for rank in (0, 1):  # every rank resumed, and the replicas stayed in step with one process
         assert_same(expected, load_file(str(tmp_path / f"rank{rank}.safetensors")))
@@ -145,6 +154,3 @@ def test_shares_cover_the_batch_and_devices_follow_the_local_rank():
     with pytest.raises(ValueError, match="names one GPU"):
         rank_device("cuda:0", two)
 
-
-if __name__ == "__main__":
-    rank_main(Path(sys.argv[1]), int(sys.argv[2]))
