@@ -1,7 +1,7 @@
 """Data-parallel CAPO: 2 CPU ranks (gloo) on the tiny setup of test_train, forked by torch.multiprocessing with the
 environment torchrun gives its ranks (torchrun itself runs in the pipeline test, through ``train.nproc``); they must
 end where one process ends on the same global batch (Allocator and backbone), resume every rank after a kill, and
-leave the logs and checkpoints to rank 0."""
+leave the logs and checkpoints to rank 0; a tiny Qwen's LoRA adapter takes the same backbone step on 2 ranks."""
 
 import json
 import os
@@ -15,9 +15,12 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from resadapt.allocator.model import Allocator
+from resadapt.backbone.factory import LoraSpec
+from resadapt.backbone.tiny_qwen import build
 from resadapt.capo import train
 from resadapt.capo.advantage import CapoCoefficients
-from resadapt.capo.distributed import Ranks, rank_device, start, stop
+from resadapt.capo.backbone_update import backbone_step
+from resadapt.capo.distributed import Ranks, rank_device, replicate, start, stop
 
 
 def loop_config():
@@ -59,20 +62,20 @@ def rank_main(out: Path, kill_at: int) -> None:
     stop(ranks)
 
 
-def _rank(rank: int, out: Path, kill_at: int, port: int) -> None:
+def _rank(rank: int, port: int, program, *args) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE="2",
                       LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE="2")
-    rank_main(out, kill_at)
+    program(*args)
 
 
-def launch(out: Path, kill_at: int = -1) -> bool:
-    """Run the 2 ranks to the end (True), or until one fails, when the other is stopped (False). Forked, the ranks
-    start with this process's imports instead of importing torch and transformers again."""
+def launch(program, *args) -> bool:
+    """Run ``program(*args)`` on 2 ranks to the end (True), or until one fails, when the other is stopped (False).
+    Forked, the ranks start with this process's imports instead of importing torch and transformers again."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     try:
-        torch.multiprocessing.start_processes(_rank, (out, kill_at, port), nprocs=2, start_method="fork")
+        torch.multiprocessing.start_processes(_rank, (port, program, *args), nprocs=2, start_method="fork")
     except torch.multiprocessing.ProcessExitedException:
         return False
     return True
@@ -125,10 +128,10 @@ def assert_same(expected: dict, got: dict) -> None:
 
 @pytest.mark.slow
 def test_two_ranks_end_where_one_process_ends_through_a_kill_and_a_rerun_and_only_rank_0_writes(one_process, tmp_path):
-    assert not launch(tmp_path, kill_at=3)  # rank 1 dies at step 3; rank 0 is stopped
+    assert not launch(rank_main, tmp_path, 3)  # rank 1 dies at step 3; rank 0 is stopped
     assert not (tmp_path / "rank0.json").exists()
     assert json.loads((tmp_path / "ckpt" / "state.json").read_text())["step"] == 2
-    assert launch(tmp_path)
+    assert launch(rank_main, tmp_path, -1)
     expected, history = one_process
     for rank in (0, 1):  # every rank resumed, and the replicas stayed in step with one process
         assert_same(expected, load_file(str(tmp_path / f"rank{rank}.safetensors")))
@@ -143,6 +146,45 @@ def test_two_ranks_end_where_one_process_ends_through_a_kill_and_a_rerun_and_onl
     for ours, theirs in zip(main["history"], history, strict=True):  # whole-batch metrics, as one process logs them
         for key in ("reward", "retention", "scale/mean", "kappa/max", "loss/ppo", "loss/total", "loss/backbone"):
             assert ours[key] == pytest.approx(theirs[key], abs=1e-5), key
+
+
+def lora_step(checkpoint: str, folder: Path, ranks: Ranks) -> dict[str, torch.Tensor]:
+    """One ResAdapt-RL backbone step (2 PPO epochs, 1 item per micro-batch) of a tiny Qwen2.5-VL's LoRA adapter on
+    this rank's share of 3 prompts × 2 allocations × 2 answers (shares of 2 and 4 items: rank 0 pads)."""
+    from test_backbone_update import items, qwen
+
+    torch.set_num_threads(1)
+    folder.mkdir()
+    torch.manual_seed(0)
+    bb = qwen(checkpoint, folder, lora=LoraSpec(r=4, alpha=8, dropout=0.0))
+    batch = items(6)
+    answers = [[[30, 40, 25], [27]], [[33, 33], [29, 29, 29, 29]], [[41], [42, 44]], [[38, 38, 38], [36]],
+               [[31], [32, 33]], [[34, 35], [36]]]  # text token ids
+    scores = torch.tensor([[1.0, 0.0, 0.0, 1.0], [0.0, 1.0, 1.0, 1.0], [1.0, 0.0, 1.0, 0.0]])  # [B, M·N]
+    mine = ranks.share(3)
+    opt = torch.optim.SGD([p for p in bb.model.parameters() if p.requires_grad], lr=0.5)
+    backbone_step(bb, opt, batch[2 * mine.start : 2 * mine.stop], answers[2 * mine.start : 2 * mine.stop],
+                  scores[mine.start : mine.stop], 2, train.LoopConfig(update_batch=1, ppo_epochs=2), ranks,
+                  replicate(bb.model, ranks, find_unused=True))
+    return {n: p.detach().clone() for n, p in bb.model.named_parameters() if p.requires_grad}
+
+
+def lora_rank(checkpoint: str, out: Path) -> None:
+    ranks = start("cpu")
+    save_file(lora_step(checkpoint, out / f"id{ranks.rank}", ranks), str(out / f"lora{ranks.rank}.safetensors"))
+    stop(ranks)
+
+
+@pytest.mark.slow
+def test_a_lora_adapter_on_qwen_takes_the_same_step_on_two_ranks(tmp_path):
+    checkpoint = str(build("qwen2_5_vl", tmp_path / "q25"))
+    expected = lora_step(checkpoint, tmp_path / "one", Ranks())
+    assert any(v.abs().max() > 0 for k, v in expected.items() if "lora_B" in k)  # B starts at 0: the step moved it
+    assert launch(lora_rank, checkpoint, tmp_path)
+    for rank in (0, 1):
+        got = load_file(str(tmp_path / f"lora{rank}.safetensors"))
+        assert got.keys() == expected.keys()
+        assert all(torch.allclose(expected[k], got[k], atol=1e-6, rtol=0) for k in expected)
 
 
 def test_shares_cover_the_batch_and_devices_follow_the_local_rank():
