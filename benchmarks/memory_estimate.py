@@ -1,7 +1,8 @@
 """Analytic GPU memory estimate for a Qwen2.5-VL-7B run at params.yaml's settings (an estimate, not a measurement).
 
     weights      = P · bytes(dtype)
-    KV cache     = sequences · L_seq · 2 · layers · kv_heads · head_dim · bytes        (generate, one call)
+    KV cache     = sequences · L_seq · 2 · layers · kv_heads · head_dim · bytes        (generate, one call: at most
+                   min(rollout_batch, allocations) items × answers, since a call never mixes prompts)
     full update  = weights + grads (same dtype) + AdamW moments (2 × same dtype)
     LoRA update  = weights + r · Σ_adapted (in + out) · layers · (1 + 1 + 2) · 4 bytes (fp32 adapter, grads, moments)
     activations  = tokens · layers · hidden · bytes · k,   k ≈ 1 with gradient checkpointing, ≈ 18 without
@@ -34,8 +35,8 @@ def estimate(params, model: dict = QWEN2_5_VL_7B, prompt_tokens: int = 120) -> d
     weights = model["params"] * b
     out = {"visual tokens per clip at scale 1": visual, "sequence tokens": seq,
            "weights GiB": weights / GIB,
-           "rollout KV cache GiB (rollout_batch x answers sequences)": t.rollout_batch * t.answers * seq
-           * kv_per_token / GIB,
+           "rollout KV cache GiB (rollout_batch x answers sequences)": min(t.rollout_batch, t.allocations)
+           * t.answers * seq * kv_per_token / GIB,
            "evaluate KV cache GiB (batch_size sequences)": params.evaluate.batch_size * seq * kv_per_token / GIB}
     if t.update_backbone:
         tokens = t.update_batch * t.answers * seq

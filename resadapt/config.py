@@ -268,13 +268,18 @@ class TrainParams(Section):
     device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$", description="where the Allocator trains")
     backbone_lr: float = Field(1e-4, gt=0)
     rollout_batch: int = Field(8, ge=1, description="(prompt, allocation) items per generate call: one call holds "
-                               "rollout_batch × answers sequences, whatever prompts × allocations is")
+                               "at most rollout_batch × answers sequences; calls never mix prompts (each prompt's "
+                               "answers are seeded on their own, wherever it runs), so a call holds at most "
+                               "allocations items")
     update_batch: int = Field(2, ge=1, description="items per backbone forward/backward in the ResAdapt-RL step "
                               "(gradients accumulated over the step)")
     gradient_checkpointing: bool = Field(False, description="recompute the backbone's activations in its update")
     lora: LoraParams = LoraParams()
     seed: int = 0
-    threads: int = Field(2, ge=1)
+    threads: int = Field(2, ge=1, description="torch CPU threads of the stage, shared by the ranks of a machine")
+    nproc: int = Field(1, ge=1, description="ranks on this machine: > 1 runs the stage under torchrun "
+                       "(data-parallel, DDP; nccl on CUDA, gloo on CPU); a launcher's own world (torchrun "
+                       "--nproc-per-node/--nnodes) overrides it")
 
     @model_validator(mode="after")
     def _check(self) -> TrainParams:
@@ -285,6 +290,8 @@ class TrainParams(Section):
             raise ValueError(f"need s_min < init_scale < s_max, got {self.s_min}, {self.init_scale}, {self.s_max}")
         if self.width % self.heads:
             raise ValueError(f"width ({self.width}) must be a multiple of heads ({self.heads})")
+        if self.nproc > self.prompts:
+            raise ValueError(f"nproc ({self.nproc}) ranks share prompts ({self.prompts}) per step: each needs one")
         return self
 
 

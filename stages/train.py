@@ -6,12 +6,17 @@ factory), and section ``train``. Writes the Allocator (``train.out_dir``: config
 metrics through dvclive (reports/train/live), and the held-out measurement on ``train.eval_split`` with the
 deterministic policy (reports/train/metrics.json). Checkpoints every ``train.checkpoint_every`` steps to
 checkpoints/allocator: killed and rerun, it resumes there.
+
+Data-parallel: ``torchrun --nproc-per-node N stages/train.py`` (or ``train.nproc: N``, which re-executes this command
+under torchrun); rank 0 alone logs, checkpoints and writes the outputs.
 """
 
 import hashlib
 import json
+import sys
 import time
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -22,6 +27,7 @@ from resadapt.backbone.device import pick_device
 from resadapt.backbone.factory import BackboneError, BackboneSpec, LoraSpec, build_backbone, save_trained
 from resadapt.backbone.pin import PinError
 from resadapt.capo.advantage import CapoCoefficients
+from resadapt.capo.distributed import launched, rank_device, relaunch, start, stop
 from resadapt.capo.measure import measure_allocator
 from resadapt.capo.train import LoopConfig, train_allocator
 from resadapt.data.sample import Video
@@ -42,11 +48,25 @@ def load_videos(shard_dir: str, split: str, keys: list[str]) -> list[Video]:
 
 def main(params, args) -> None:
     p = params.train
-    torch.set_num_threads(p.threads)
-    lora = LoraSpec(p.lora.r, p.lora.alpha, p.lora.dropout, tuple(p.lora.target_modules)) if p.lora.enabled else None
+    if p.nproc > 1 and not launched():
+        relaunch(p.nproc, __file__, sys.argv[1:])
     try:
-        backbone = build_backbone(BackboneSpec.from_params(params, trained=False), trainable=p.update_backbone,
-                                  lora=lora, gradient_checkpointing=p.gradient_checkpointing, cache=True)
+        ranks = start(p.device)
+        device, backbone_device = rank_device(p.device, ranks), rank_device(params.backbone.device, ranks)
+    except ValueError as exc:
+        raise StageError(f"train.device / backbone.device: {exc}") from None
+    if ranks.world > 1 and params.backbone.engine == "vllm":
+        raise StageError("backbone.engine vllm runs in one process: set train.nproc 1 (vLLM's own tensor_parallel_size "
+                         "spreads it over GPUs)")
+    if ranks.main and ranks.world > 1:
+        print(f"train: {ranks.world} ranks, {'nccl' if device.startswith('cuda') else 'gloo'}", flush=True)
+    torch.set_num_threads(max(1, p.threads // ranks.local_world))
+    lora = LoraSpec(p.lora.r, p.lora.alpha, p.lora.dropout, tuple(p.lora.target_modules)) if p.lora.enabled else None
+    torch.manual_seed(p.seed)  # a fresh LoRA adapter's initialisation is drawn here (under DDP, rank 0's is kept)
+    try:
+        spec = replace(BackboneSpec.from_params(params, trained=False), device=backbone_device)
+        backbone = build_backbone(spec, trainable=p.update_backbone, lora=lora,
+                                  gradient_checkpointing=p.gradient_checkpointing, cache=True)
     except (BackboneError, PinError, OSError) as exc:
         raise StageError(f"backbone: {exc}") from None
     features = load_features(params.features.out_dir, p.split)
@@ -61,8 +81,10 @@ def main(params, args) -> None:
     inputs = [path for path in (Path(params.backbone.out_dir) / "model.safetensors",
                                 Path(params.backbone.out_dir) / "identity.json") if path.is_file()]
     inputs += [Path(params.features.out_dir) / f"{p.split}.safetensors", Path(params.shard.out_dir) / "index.json"]
-    fingerprint = hashlib.sha256((p.model_dump_json() + "".join(map(sha256_file, inputs))).encode()).hexdigest()
-    live = Live("reports/train/live", dvcyaml=False, save_dvc_exp=False, report=None)
+    # nproc is left out: any number of ranks trains the same way, so a checkpoint resumes under another
+    fingerprint = hashlib.sha256((p.model_dump_json(exclude={"nproc"}) + "".join(map(sha256_file, inputs))).encode()
+                                 ).hexdigest()
+    live = Live("reports/train/live", dvcyaml=False, save_dvc_exp=False, report=None) if ranks.main else None
 
     def log(step: int, metrics: dict) -> None:
         live.step = step
@@ -71,13 +93,16 @@ def main(params, args) -> None:
                 live.log_metric(key, value)
         live.next_step()
 
-    start = time.perf_counter()
+    begin = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("always", RuntimeWarning)
         allocator, history = train_allocator(loop, config, capo, features, videos, backbone, CHECKPOINTS, log=log,
                                              progress=not args.no_progress, fingerprint=fingerprint,
-                                             device=str(pick_device(p.device)))
-    seconds = time.perf_counter() - start
+                                             device=str(pick_device(device)), ranks=ranks)
+    seconds = time.perf_counter() - begin
+    stop(ranks)
+    if not ranks.main:
+        return
     with atomic_dir(p.out_dir) as tmp:
         allocator.save_pretrained(tmp)
         if p.update_backbone:  # ResAdapt-RL: the backbone was trained too

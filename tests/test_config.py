@@ -29,6 +29,8 @@ def test_missing_file_is_an_error_never_all_defaults(tmp_path):
     ("synth:\n  splits: {../evil: 2}\n  hold: {}\n", "split names ['../evil'] must be"),
     ("data:\n  allow_outside: maybe\n", "data.allow_outside"),
     ("shard:\n  max_reject_fraction: 2\n", "shard.max_reject_fraction"),
+    ("train:\n  nproc: 0\n", "train.nproc"),
+    ("train:\n  nproc: 4\n  prompts: 3\n", "nproc (4) ranks share prompts (3)"),
 ])
 def test_contradictory_or_unsafe_values(tmp_path, text, message):
     with pytest.raises(ParamsError, match=re.escape(message)):

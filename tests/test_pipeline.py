@@ -74,10 +74,14 @@ def test_dvc_repro_runs_the_data_stages_then_has_nothing_to_do(scratch):
     assert "retention" in (scratch / "plots_out/index.html").read_text()
     second = sh(scratch, "dvc", "repro")
     assert "Data and pipelines are up to date" in second.stdout
-    experiment = sh(scratch, "dvc", "exp", "run", "-S", "train.steps=4", check=False)
+    # the experiment trains data-parallel: dvc.yaml's plain command re-executes itself under torchrun (2 CPU ranks)
+    experiment = sh(scratch, "dvc", "exp", "run", "-S", "train.steps=4", "-S", "train.nproc=2", check=False)
     assert experiment.returncode == 0, experiment.stderr + experiment.stdout
     assert "Stage 'backbone' didn't change" in experiment.stdout and "Running stage 'train'" in experiment.stdout
+    assert "train: 2 ranks, gloo" in experiment.stdout
     assert json.loads((scratch / "reports/train/metrics.json").read_text())["steps"] == 4
+    reward = (scratch / "reports/train/live/plots/metrics/reward.tsv").read_text().splitlines()
+    assert [line.split("\t")[0] for line in reward[1:]] == ["0", "1", "2", "3"]  # rank 0 alone logged
     assert "Running stage 'evaluate'" in experiment.stdout
     diff = sh(scratch, "dvc", "metrics", "diff", "--json", check=False)  # workspace (the experiment) vs HEAD
     assert diff.returncode == 0 and "reports/train/metrics.json" in json.loads(diff.stdout)

@@ -131,7 +131,12 @@ def plan_item(item: Item, grid: GridSpec) -> ResizePlan:
 def generate_batched(backbone: Backbone, items: Sequence[Item], n: int, batch_size: int, **kwargs) -> Rollouts:
     """``backbone.generate`` over consecutive slices of at most ``batch_size`` items (one call's memory is bounded
     by batch_size·n sequences, whatever the step's B·M), joined back into one ``Rollouts``."""
-    parts = [backbone.generate(items[i : i + batch_size], n=n, **kwargs) for i in range(0, len(items), batch_size)]
+    return join_rollouts([backbone.generate(items[i : i + batch_size], n=n, **kwargs)
+                          for i in range(0, len(items), batch_size)])
+
+
+def join_rollouts(parts: Sequence[Rollouts]) -> Rollouts:
+    """Consecutive items' rollouts as one."""
     if len(parts) == 1:
         return parts[0]
     token_ids = None if any(p.token_ids is None for p in parts) else [t for p in parts for t in p.token_ids]

@@ -16,29 +16,37 @@ import torch.nn.functional as F
 
 
 def ppo_loss(logq: torch.Tensor, logq_old: torch.Tensor, advantage: torch.Tensor, mask: torch.Tensor,
-             clip_low: float = 0.2, clip_high: float = 0.28, dual_clip: float = 10.0) -> torch.Tensor:
+             clip_low: float = 0.2, clip_high: float = 0.28, dual_clip: float = 10.0,
+             count: torch.Tensor | None = None) -> torch.Tensor:
     """Per-frame clipped surrogate; logq, logq_old, mask: [R, T]; advantage: [R] (broadcast to every valid frame)
-    or [R, T] (one per frame)."""
+    or [R, T] (one per frame). ``count``: the divisor, when these entries are one rank's share of a larger batch
+    (the whole batch's valid entries; default: ``mask``'s)."""
     ratio = torch.exp((logq - logq_old).clamp(-20, 20))
     adv = advantage[:, None].expand_as(ratio) if advantage.dim() == 1 else advantage
     surrogate = torch.minimum(ratio * adv, ratio.clamp(1 - clip_low, 1 + clip_high) * adv)
     surrogate = torch.where(adv < 0, torch.maximum(surrogate, dual_clip * adv), surrogate)
-    return -(surrogate * mask).sum() / mask.sum().clamp_min(1)
+    return -(surrogate * mask).sum() / (mask.sum() if count is None else count).clamp_min(1)
 
 
-def concentration_loss(kappa: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+def concentration_loss(kappa: torch.Tensor, mask: torch.Tensor, count: torch.Tensor | None = None) -> torch.Tensor:
     """L_conc: mean κ over valid frames; linear, it pulls κ toward its floor (the policy stays exploratory)."""
-    return (kappa * mask).sum() / mask.sum().clamp_min(1)
+    return (kappa * mask).sum() / (mask.sum() if count is None else count).clamp_min(1)
+
+
+def similarity_pairs(mask: torch.Tensor) -> torch.Tensor:
+    """The adjacent-frame pairs L_sim sums over: both frames valid [R, T − 1]."""
+    return mask[:, 1:] * mask[:, :-1]
 
 
 def similarity_loss(states: torch.Tensor, soft_scale: torch.Tensor, mask: torch.Tensor, tau: float = 0.55,
-                    temperature: float = 0.12, gamma: float = 0.05) -> torch.Tensor:
+                    temperature: float = 0.12, gamma: float = 0.05, count: torch.Tensor | None = None
+                    ) -> torch.Tensor:
     """L_sim over adjacent frames; states [R, T, D] (the Allocator's frame states), soft_scale ŝ [R, T] > 0.
 
     The gate w_t is detached (spec §10.12): the loss may not be lowered by making neighbours look different.
     """
     w = torch.sigmoid((F.cosine_similarity(states[:, 1:], states[:, :-1], dim=-1) - tau) / temperature).detach()
-    pair = mask[:, 1:] * mask[:, :-1]
+    pair = similarity_pairs(mask)
     log_s = soft_scale.log()
     excess = F.relu(log_s[:, 1:] - log_s[:, :-1] + gamma * w) * w * pair
-    return excess.sum() / pair.sum().clamp_min(1)
+    return excess.sum() / (pair.sum() if count is None else count).clamp_min(1)

@@ -3,11 +3,14 @@
 Each step: the Allocator's Beta policy draws M scale vectors per prompt; the backbone answers each allocation N
 times; acc_k is the mean correctness, c_k the proxy cost; CAPO gives A_k; a per-frame PPO step updates the
 Allocator (and, with ``update_backbone``, a token-level PPO step on GRPO advantages updates the backbone).
-Randomness is seeded per step, so a run resumed from a checkpoint continues exactly as it would have.
+Randomness is seeded per step (the prompts drawn) and per prompt (its allocations, its answers), so a run resumed
+from a checkpoint continues exactly as it would have, and a data-parallel run (``ranks``: each rank rolls out its
+share of the prompts, see ``resadapt.capo.distributed``) draws what one process draws.
 """
 
 from __future__ import annotations
 
+import hashlib
 import time
 import warnings
 from collections.abc import Callable
@@ -18,11 +21,12 @@ import torch
 from tqdm import tqdm
 
 from resadapt.allocator.model import Allocator, AllocatorConfig, beta_log_prob, sample_u
-from resadapt.backbone.interface import Item, Query, generate_batched
+from resadapt.backbone.interface import Item, Query, Rollouts, generate_batched, join_rollouts
 from resadapt.capo.advantage import CapoCoefficients, frame_advantage, frame_priority, proxy_cost
 from resadapt.capo.backbone_update import backbone_step
 from resadapt.capo.checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
-from resadapt.capo.losses import concentration_loss, ppo_loss, similarity_loss
+from resadapt.capo.distributed import SINGLE, Ranks, replicate
+from resadapt.capo.losses import concentration_loss, ppo_loss, similarity_loss, similarity_pairs
 from resadapt.config import RewardParams
 from resadapt.data.sample import Video
 from resadapt.features.coarse import Features
@@ -108,13 +112,33 @@ def step_metrics(scales, frame_mask, acc, cost, retention, out, losses, videos, 
     return m
 
 
+def prompt_seed(seed: int, step: int, prompt: int, stream: str) -> int:
+    """The seed of one prompt's ``stream`` of draws ("scales", "answers") at one step, whichever rank holds it."""
+    return int.from_bytes(hashlib.sha256(f"{seed}/{step}/{prompt}/{stream}".encode()).digest()[:8], "little") >> 1
+
+
+def seeded_rollouts(backbone, items: list[Item], seeds: list[int], n: int, batch_size: int) -> Rollouts:
+    """Each prompt's items answered right after seeding torch with that prompt's seed, so its answers do not depend on
+    the prompts beside it: a call never mixes prompts (it holds at most min(M, batch_size) items)."""
+    m = len(items) // len(seeds)
+    parts = []
+    for b, seed in enumerate(seeds):
+        torch.manual_seed(seed)
+        parts.append(generate_batched(backbone, items[b * m : (b + 1) * m], n, batch_size))
+    return join_rollouts(parts)
+
+
 def train_allocator(loop: LoopConfig, allocator_config: AllocatorConfig, capo: CapoCoefficients,
                     features: Features, videos: list[Video], backbone, checkpoint_dir: Path,
                     log: Callable[[int, dict], None] = lambda step, m: None, progress: bool = True,
                     on_step: Callable[[int], None] = lambda step: None,
-                    fingerprint: str = "", device: str = "cpu") -> tuple[Allocator, list[dict]]:
+                    fingerprint: str = "", device: str = "cpu", ranks: Ranks = SINGLE) -> tuple[Allocator, list[dict]]:
     """Train from scratch, or resume from a checkpoint in ``checkpoint_dir`` with the same ``fingerprint``;
-    returns the Allocator and the per-step metrics."""
+    returns the Allocator and the per-step metrics (of the whole batch, on every rank). ``ranks``: this process's
+    place in a data-parallel run; rank 0 alone logs and checkpoints, every rank resumes."""
+    B, M, N = loop.prompts, loop.allocations, loop.answers
+    if B < ranks.world:
+        raise ValueError(f"{B} prompts per step cannot be shared by {ranks.world} ranks: each needs one at least")
     torch.manual_seed(loop.seed)
     allocator = Allocator(allocator_config)
     allocator.init_policy()
@@ -128,73 +152,91 @@ def train_allocator(loop: LoopConfig, allocator_config: AllocatorConfig, capo: C
         models["backbone"], optimizers["backbone"] = backbone.model, backbone_opt
     start, history = (load_checkpoint(checkpoint_dir, models, optimizers)
                       if has_checkpoint(checkpoint_dir, fingerprint) else (0, []))
-    for metrics in history:  # a rerun starts with empty logs (DVC clears outputs): replay what the checkpoint saw
-        log(metrics["step"], metrics)
+    if ranks.main:  # a rerun starts with empty logs (DVC clears outputs): replay what the checkpoint saw
+        for metrics in history:
+            log(metrics["step"], metrics)
+    policy = replicate(allocator, ranks)  # wrapped after the restore; DDP starts every rank from rank 0's weights
+    backbone_ddp = replicate(backbone.model, ranks, find_unused=True) if backbone_opt is not None else None
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: min(1.0, (i + 1) / loop.warmup), last_epoch=start - 1)
     guard = CollapseGuard(allocator_config.s_min)
-    B, M, N = loop.prompts, loop.allocations, loop.answers
+    mine = ranks.share(B)  # this rank's prompts of every step
+
+    def whole(t: torch.Tensor) -> torch.Tensor:
+        """The batch's rows of a per-prompt tensor, from every rank, on the CPU (for the metrics)."""
+        return ranks.gather(t.detach(), B).cpu()
+
     bar = tqdm(range(start, loop.steps), desc="capo", unit="step", initial=start, total=loop.steps,
-               disable=not progress)
+               disable=not progress or not ranks.main)
     for step in bar:
         on_step(step)
         t0 = time.perf_counter()
         gen = torch.Generator().manual_seed(loop.seed * 1_000_003 + step)
         torch.manual_seed(loop.seed * 1_000_003 + step)
-        index = torch.randint(len(videos), (B,), generator=gen)
+        index = torch.randint(len(videos), (B,), generator=gen)  # the global batch, drawn alike on every rank
         batch = [videos[i] for i in index.tolist()]
-        inputs = [x.to(device) for x in features.select(index)]
+        local = batch[mine.start : mine.stop]
+        inputs = [x.to(device) for x in features.select(index[mine.start : mine.stop])]
         frame_mask = inputs[1]
-        out = allocator(*inputs)
+        out = policy(*inputs)
         _finite(step, alpha=out["alpha"], beta=out["beta"])
-        T = frame_mask.shape[1]
-        alpha, beta = out["alpha"][:, None].expand(B, M, T), out["beta"][:, None].expand(B, M, T)
-        u = sample_u(alpha.cpu(), beta.cpu(), gen).to(device)  # [B, M, T], fp32 end to end
+        b, T = frame_mask.shape
+        alpha, beta = out["alpha"][:, None].expand(b, M, T), out["beta"][:, None].expand(b, M, T)
+        u = torch.stack([sample_u(alpha[i].cpu(), beta[i].cpu(),
+                                  torch.Generator().manual_seed(prompt_seed(loop.seed, step, g, "scales")))
+                         for i, g in enumerate(mine)]).to(device)  # [b, M, T], fp32 end to end
         scales = allocator.scales(u)
-        items = rollout_items(batch, scales.cpu(), loop.prompt)
-        rollouts = generate_batched(backbone, items, N, loop.rollout_batch)
-        acc = torch.tensor([[sum(v.score(a) for a in rollouts.answers[b * M + m]) / N for m in range(M)]
-                            for b, v in enumerate(batch)], device=device)  # [B, M]
-        mask = frame_mask[:, None].expand(B, M, T).float()
-        cost = proxy_cost(scales, mask, allocator_config.s_min, allocator_config.s_max)  # [B, M]
-        priority = frame_priority(out["relevance"], out["novelty"], out["detail"]).detach()[:, None].expand(B, M, T)
+        items = rollout_items(local, scales.cpu(), loop.prompt)
+        rollouts = seeded_rollouts(backbone, items, [prompt_seed(loop.seed, step, g, "answers") for g in mine], N,
+                                   loop.rollout_batch)
+        acc = torch.tensor([[sum(v.score(a) for a in rollouts.answers[i * M + m]) / N for m in range(M)]
+                            for i, v in enumerate(local)], device=device)  # [b, M]
+        mask = frame_mask[:, None].expand(b, M, T).float()
+        cost = proxy_cost(scales, mask, allocator_config.s_min, allocator_config.s_max)  # [b, M]
+        priority = frame_priority(out["relevance"], out["novelty"], out["detail"]).detach()[:, None].expand(b, M, T)
         advantage = frame_advantage(acc, scales, mask, allocator_config.s_min, allocator_config.s_max, capo,
-                                    priority)  # [B, M, T]
+                                    priority)  # [b, M, T]: per prompt, so a rank's prompts need no other rank's
         logq_old = beta_log_prob(u, alpha, beta).detach()
+        # every loss divides by the whole batch's count of valid entries, so the ranks' parts add up to it
+        counts = ranks.all_sum(torch.stack([mask.sum(), frame_mask.sum(), similarity_pairs(frame_mask.float()).sum()])
+                               .float())
         losses = {}
         for epoch in range(loop.ppo_epochs):
             if epoch:
-                out = allocator(*inputs)
-            logq = beta_log_prob(u, out["alpha"][:, None].expand(B, M, T), out["beta"][:, None].expand(B, M, T))
+                out = policy(*inputs)
+            logq = beta_log_prob(u, out["alpha"][:, None].expand(b, M, T), out["beta"][:, None].expand(b, M, T))
             l_ppo = ppo_loss(logq.flatten(0, 1), logq_old.flatten(0, 1), advantage.flatten(0, 1), mask.flatten(0, 1),
-                             loop.clip_low, loop.clip_high, loop.dual_clip)
-            l_conc = concentration_loss(out["kappa"], frame_mask.float())
-            l_sim = similarity_loss(out["states"], allocator.scales(out["mean"]), frame_mask.float())
+                             loop.clip_low, loop.clip_high, loop.dual_clip, counts[0])
+            l_conc = concentration_loss(out["kappa"], frame_mask.float(), counts[1])
+            l_sim = similarity_loss(out["states"], allocator.scales(out["mean"]), frame_mask.float(), count=counts[2])
             loss = l_ppo + loop.conc_coef * l_conc + loop.sim_coef * l_sim
-            _finite(step, loss=loss)
+            total = ranks.all_sum(torch.stack([l_ppo, l_conc, l_sim, loss]).detach())
+            _finite(step, loss=total[3])
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            (loss * ranks.world).backward()  # DDP averages the ranks' gradients: their sum is the batch's
             torch.nn.utils.clip_grad_norm_(allocator.parameters(), loop.grad_clip)
             opt.step()
-            losses = {"ppo": l_ppo.item(), "conc": l_conc.item(), "sim": l_sim.item(), "total": loss.item()}
+            losses = dict(zip(("ppo", "conc", "sim", "total"), total.tolist(), strict=True))
         sched.step()
         if backbone_opt is not None:
             lengths = rollouts.token_ids or [[[0] for _ in row] for row in rollouts.answers]  # tokens per answer
             scores = torch.tensor([[v.backbone_score(a, len(ids), loop.reward)
-                                    for m in range(M) for a, ids in zip(rollouts.answers[b * M + m],
-                                                                       lengths[b * M + m], strict=True)]
-                                   for b, v in enumerate(batch)])  # [B, M·N]: acc, format and overlong terms
+                                    for m in range(M) for a, ids in zip(rollouts.answers[i * M + m],
+                                                                       lengths[i * M + m], strict=True)]
+                                   for i, v in enumerate(local)])  # [b, M·N]: acc, format and overlong terms
             losses["backbone"] = backbone_step(backbone, backbone_opt, items, rollouts.token_ids or rollouts.answers,
-                                               scores, N, loop)
-        metrics = step_metrics(scales.cpu(), frame_mask.cpu(), acc.cpu(), cost.cpu(), rollouts.retention,
-                               {k: v.detach().cpu() for k, v in out.items()}, losses, batch,
+                                               scores, N, loop, ranks, backbone_ddp)
+        retention = whole(torch.tensor(rollouts.retention, dtype=torch.float64, device=device).view(b, M))
+        metrics = step_metrics(whole(scales), features.select(index)[1], whole(acc), whole(cost),
+                               retention.flatten().tolist(), {"kappa": whole(out["kappa"])}, losses, batch,
                                allocator_config.s_min, allocator_config.s_max)
-        metrics.update(step=step, seconds=time.perf_counter() - t0, advantage_std=advantage.std().item())
-        guard.check(step, metrics["scale/mean"], metrics["kappa/max"])
+        metrics.update(step=step, seconds=time.perf_counter() - t0, advantage_std=whole(advantage).std().item())
         history.append(metrics)
-        log(step, metrics)
-        bar.set_postfix(acc=f"{metrics['accuracy']:.2f}", r=f"{metrics['retention']:.3f}")
-        if (step + 1) % loop.checkpoint_every == 0 or step + 1 == loop.steps:
-            save_checkpoint(checkpoint_dir, models, optimizers, step + 1, history, fingerprint)
+        if ranks.main:
+            guard.check(step, metrics["scale/mean"], metrics["kappa/max"])
+            log(step, metrics)
+            bar.set_postfix(acc=f"{metrics['accuracy']:.2f}", r=f"{metrics['retention']:.3f}")
+            if (step + 1) % loop.checkpoint_every == 0 or step + 1 == loop.steps:
+                save_checkpoint(checkpoint_dir, models, optimizers, step + 1, history, fingerprint)
     return allocator.eval(), history
 
 

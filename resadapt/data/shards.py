@@ -317,7 +317,8 @@ def iter_split(shard_dir: str | Path, split: str) -> Iterable[tuple[str, np.ndar
     expected = {url: entry["samples"] for url, entry in zip(urls, read_index(shard_dir)["splits"][split]["shards"],
                                                                 strict=True)}
     counts = dict.fromkeys(urls, 0)
-    dataset = wds.WebDataset(urls, shardshuffle=False).decode("rgb8")
+    # every reader takes the whole split, also inside a torch.distributed run (each training rank indexes all of it)
+    dataset = wds.WebDataset(urls, shardshuffle=False, nodesplitter=lambda urls: urls).decode("rgb8")
     for record in dataset:
         counts[record["__url__"]] += 1
         names = sorted(k for k in record if k.endswith((".jpg", ".png")))

@@ -18,8 +18,8 @@ from resadapt.features.coarse import Features
 T = 4
 
 
-@pytest.fixture(scope="module")
-def setup():
+def make_setup():
+    """Six rendered videos and random coarse features (also built by the data-parallel test's ranks)."""
     rng = np.random.default_rng(0)
     videos = []
     for i in range(6):
@@ -36,6 +36,11 @@ def setup():
                         torch.randn(6, 5, 8, generator=g), torch.ones(6, 5, dtype=bool),
                         torch.randn(6, T, 3, generator=g), torch.randn(6, 3, generator=g))
     return videos, features
+
+
+@pytest.fixture(scope="module")
+def setup():
+    return make_setup()
 
 
 def backbone(cache=True):
