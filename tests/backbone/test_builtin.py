@@ -69,6 +69,7 @@ def _videos(n: int) -> list[Video]:
     return videos
 
 
+@pytest.mark.slow
 def test_training_moves_every_parameter_and_lowers_the_loss():
     videos = _videos(12)
     config = build_config(videos, width=32, stem_channels=16)

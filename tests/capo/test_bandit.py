@@ -33,6 +33,7 @@ def test_the_stand_in_answers_right_only_when_every_needed_frame_gets_its_need(m
     assert measure(torch.full_like(needs, 0.1), heldout, backbone, 0.1)["meets_need"] == 0.0
 
 
+@pytest.mark.slow
 def test_the_default_loop_learns_where_from_reward_with_the_similarity_input(tmp_path):
     torch.set_num_threads(1)
     spec = BanditSpec(mode="where", similarity=True)

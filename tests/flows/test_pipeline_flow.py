@@ -18,6 +18,7 @@ def test_stages_come_from_dvc_yaml_in_dependency_order(project):
     assert stage_order(project) == ["prepare", "evaluate", "register"]
 
 
+@pytest.mark.slow
 def test_the_flow_runs_every_stage_retries_a_transient_failure_and_publishes_the_table(project, tmp_path):
     set_params(project, mode="transient")
     runs = flow_module.pipeline(str(project))

@@ -2,6 +2,7 @@
 
 import json
 
+import pytest
 import yaml
 
 from flows.retrain import retrain
@@ -11,6 +12,7 @@ from resadapt.registry import register, resolve
 from tests.flows.conftest import git, reproduce_and_commit, set_params
 
 
+@pytest.mark.slow
 def test_only_a_better_challenger_is_registered_and_promoted_and_every_run_is_audited(project):
     first = reproduce_and_commit(project)
     assert register(project, "allocator", "models/package", stage="prod")["commit"] == first
