@@ -10,13 +10,12 @@ one-process run, and no index is written while any partition is missing. How the
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 
 from resadapt.config import ShardParams
 from resadapt.data.manifest import read_manifest
-from resadapt.data.shards import PlannedShard, fresh_tmp, plan_shards, publish, write_planned, write_shards
+from resadapt.data.shards import PlannedShard, shard_planned, write_planned, write_shards
 
 # Runs every group and returns each group's rejects: groups, the temp folder they write into.
 Runner = Callable[[list[list[PlannedShard]], Path], list[list[dict]]]
@@ -46,17 +45,8 @@ def write_partitioned(manifest: str | Path, params: ShardParams, run: Runner) ->
     """Plan, let ``run`` write ``params.partitions`` groups, then merge into ``params.out_dir``; returns the index.
 
     Fails (previous shards kept, temp folder removed) if any group fails or too many rows are rejected."""
-    manifest = Path(manifest)
-    rows, rejects = read_manifest(manifest)
-    total = len(rows) + len(rejects)
-    plan = plan_shards(rows, params.maxcount)
-    tmp = fresh_tmp(Path(params.out_dir))
-    try:
-        for group_rejects in run(partition(plan, params.partitions), tmp):
-            rejects += group_rejects
-        return publish(manifest, params, plan, tmp, rejects, total)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    return shard_planned(Path(manifest), params, lambda rows, plan, tmp: [
+        reject for group in run(partition(plan, params.partitions), tmp) for reject in group])
 
 
 def shard_manifest(manifest: str | Path, params: ShardParams, progress: bool = True,

@@ -251,12 +251,20 @@ def write_shards(manifest: str | Path, params: ShardParams, progress: bool = Tru
     ``out_dir/failed/rejects.jsonl`` and ShardError says why. With ``data_dir``, a video must resolve inside it
     (unless ``allow_outside``)."""
     manifest = Path(manifest)
+    return shard_planned(manifest, params, lambda rows, plan, tmp: write_planned(
+        manifest, rows, plan, params, tmp, data_dir, allow_outside, progress))
+
+
+def shard_planned(manifest: Path, params: ShardParams,
+                  write: Callable[[dict[int, Sample], list[PlannedShard], Path], list[dict]]) -> dict:
+    """Read and plan ``manifest``, let ``write`` (rows, plan, temp folder) write the tars and return its rejects,
+    then publish; the temp folder is removed whatever happens."""
     rows, rejects = read_manifest(manifest)
     total = len(rows) + len(rejects)
     plan = plan_shards(rows, params.maxcount)
     tmp = fresh_tmp(Path(params.out_dir))
     try:
-        rejects += write_planned(manifest, dict(rows), plan, params, tmp, data_dir, allow_outside, progress)
+        rejects += write(dict(rows), plan, tmp)
         return publish(manifest, params, plan, tmp, rejects, total)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
