@@ -38,6 +38,42 @@ class DataParams(Section):
         return Path(self.dir) / self.manifest
 
 
+class LookParams(Section):
+    """How a split's videos look: nuisance settings that change nothing a question asks about (the ``test`` split
+    renders with other ones, to measure generalisation)."""
+
+    background: tuple[int, int] = Field((90, 170), description="grey range of the background gradient (0-255)")
+    border_fraction: float = Field(12 / 224, gt=0, le=0.15, description="border width / frame side")
+    shade: int = Field(0, ge=0, le=60, description="every border colour of a video is shifted by up to ± this per "
+                       "RGB channel (one shift per video and colour)")
+    frame_side: int | None = Field(None, ge=56, le=1024, description="frame side in px; empty: synth.frame_side")
+    phrasing: Literal["plain", "alt"] = Field("plain", description="alt: the questions are reworded")
+
+    @model_validator(mode="after")
+    def _check(self) -> LookParams:
+        lo, hi = self.background
+        if not 0 <= lo <= hi <= 255:
+            raise ValueError(f"background must be a grey range 0 <= lo <= hi <= 255, got {self.background}")
+        if self.frame_side is not None and self.frame_side % 2:
+            raise ValueError(f"frame_side must be even (H.264 with 4:2:0 chroma), got {self.frame_side}")
+        return self
+
+
+class LongParams(Section):
+    """A long-video split: the frames a question needs last only ``brief`` frames of ``frames``, so a uniform sample
+    of shard.n_frames often misses them and 4x the frames catches them (temporal reinvestment can gain)."""
+
+    frames: int = Field(64, ge=8, le=512, description="video frames (at fps x frames / n_frames: same duration)")
+    brief: tuple[int, int] = Field((1, 2), description="the needed colour is shown for lo..hi frames")
+
+    @model_validator(mode="after")
+    def _check(self) -> LongParams:
+        lo, hi = self.brief
+        if not 1 <= lo <= hi <= self.frames // 4:
+            raise ValueError(f"brief must be 1 <= lo <= hi <= frames/4, got {self.brief} for {self.frames} frames")
+        return self
+
+
 class SynthParams(Section):
     """The built-in "needle frame" video-QA set."""
 
@@ -52,6 +88,11 @@ class SynthParams(Section):
     hold: dict[str, int] = Field(default_factory=lambda: {"eval": 4}, description=(
         "per split: every colour is held for this many frames at this many times the fps (same content and "
         "timing, more real frames: evaluate's 2x/4x-frame variants sample them)"))
+    looks: dict[str, LookParams] = Field(default_factory=dict, description=(
+        "per split: nuisance settings (background, border width, colour shades, frame size, phrasing); splits not "
+        "named look like the defaults"))
+    long: dict[str, LongParams] = Field(default_factory=dict, description=(
+        "per split: render long videos whose needed frames are brief (multiple-choice questions only)"))
     seed: int = 0
     crf: int = Field(12, ge=0, le=51, description="x264 quality; low keeps the small glyph legible")
     n_workers: int = Field(2, ge=1)
@@ -65,6 +106,16 @@ class SynthParams(Section):
                              f"frame (at most {self.frame_side // 3})")
         if any(h < 1 for h in self.hold.values()) or set(self.hold) - set(self.splits):
             raise ValueError(f"hold must map split names (of splits) to a frame count >= 1, got {self.hold}")
+        for key in ("looks", "long"):
+            if set(getattr(self, key)) - set(self.splits):
+                raise ValueError(f"{key} names splits that synth.splits does not render: "
+                                 f"{sorted(set(getattr(self, key)) - set(self.splits))}")
+        if set(self.long) & set(self.hold):
+            raise ValueError(f"splits {sorted(set(self.long) & set(self.hold))} are both long and held: choose one")
+        for split, look in self.looks.items():
+            side = look.frame_side or self.frame_side
+            if self.glyph_size > side // 3:
+                raise ValueError(f"looks.{split}: glyph_size {self.glyph_size} does not fit a {side}-px frame")
         bad = {k: v for k, v in self.splits.items() if v < 0}
         if bad or not self.splits:
             raise ValueError(f"splits must map split names to non-negative counts, got {self.splits}")
@@ -304,6 +355,11 @@ class EvaluateParams(Section):
 
     out_dir: str = "reports/evaluate"
     split: str = Field("eval", description="the split measured (its videos are decoded again for 2x/4x frames)")
+    test_splits: list[str] = Field(default_factory=list, description=(
+        "splits rendered with other nuisance settings: every method is measured there too, reported as its own "
+        "column, never tuned on"))
+    long_splits: list[str] = Field(default_factory=list, description=(
+        "long-video splits: ResAdapt at 1x and at the 2x/4x frame counts of evaluate.methods, same budgets"))
     calibration_split: str = Field("val", description="TaskRes fits its per-task resolutions here")
     budgets: list[float] = Field(default_factory=lambda: [0.05, 0.1, 0.15, 0.25, 0.5, 1.0],
                                  description="retention targets r: tokens / tokens of the 1x clip at scale 1")
@@ -322,6 +378,10 @@ class EvaluateParams(Section):
             raise ValueError(f"unknown method(s) {unknown}; choose from {list(METHODS)}")
         if not self.budgets or any(not 0 < b <= 1 for b in self.budgets):
             raise ValueError(f"budgets must be retention targets in (0, 1], got {self.budgets}")
+        twice = {self.split, self.calibration_split} & set(self.test_splits + self.long_splits)
+        if twice or len(set(self.test_splits + self.long_splits)) < len(self.test_splits + self.long_splits):
+            raise ValueError(f"split(s) {sorted(twice) or 'listed twice'}: test_splits and long_splits must be other "
+                             f"splits than evaluate.split and evaluate.calibration_split, each named once")
         return self
 
 

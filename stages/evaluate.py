@@ -2,14 +2,18 @@
 
 Methods: Full, FixedScale, RandomDrop, TaskRes (fitted on ``evaluate.calibration_split``), ResAdapt (the trained
 Allocator rescaled to each budget), its unconstrained policy, and ResAdapt on 2x / 4x the frames at the same budget
-(the eval videos decoded again at that frame count, exactly as the shard stage decodes). The backbone comes from the
+(the eval videos decoded again at that frame count, exactly as the shard stage decodes). Every method is measured
+again on each of ``evaluate.test_splits`` (other nuisance settings, never tuned on), and ResAdapt at 1x and 2x/4x
+frames on each of ``evaluate.long_splits`` (long videos whose needed frames are brief). The backbone comes from the
 one factory: the built-in model or the pinned Qwen checkpoint, updated by ResAdapt-RL when ``train`` updated it.
 Writes, under
 ``evaluate.out_dir``: metrics.json (DVC metrics), pareto.json (DVC plot data), pareto.png, heatmaps.png, report.md.
 """
 
 import json
+from collections.abc import Sequence
 from dataclasses import fields
+from functools import cache
 from pathlib import Path
 
 import torch
@@ -56,6 +60,16 @@ def more_frames(params, videos: list[Video], k: int, encoder, progress: bool) ->
     return EvalSet(out, features)
 
 
+def eval_sets(params, split: str, multipliers: Sequence[int], encoder, progress: bool) -> dict[int, EvalSet]:
+    """A split's videos and features at 1x, and decoded again at each multiple of the shard's frame count."""
+    features = load_features(params.features.out_dir, split)
+    videos = split_videos(params.shard.out_dir, split)
+    if [v.key for v in videos] != features.keys:
+        raise StageError(f"features of split {split!r} are not aligned with the shards: rerun the features stage")
+    return {1: EvalSet(videos, features)} | {k: more_frames(params, videos, k, encoder(), progress)
+                                              for k in multipliers}
+
+
 def main(params, args) -> None:
     p, target = params.evaluate, params.register_.target_budget
     torch.set_num_threads(p.threads)
@@ -64,32 +78,39 @@ def main(params, args) -> None:
     except (BackboneError, PinError, OSError) as exc:
         raise StageError(f"backbone: {exc}") from None
     allocator = Allocator.from_pretrained(params.train.out_dir).eval()
-    features = load_features(params.features.out_dir, p.split)
-    videos = split_videos(params.shard.out_dir, p.split)
-    if [v.key for v in videos] != features.keys:
-        raise StageError(f"features of split {p.split!r} are not aligned with the shards: rerun the features stage")
-    sets = {1: EvalSet(videos, features)}
+    f, progress = params.features, not args.no_progress
+    encoder = cache(lambda: make_encoder(f.encoder, f.side, params.backbone.out_dir, f.checkpoint, f.device,
+                                         f.batch_size))
     multipliers = sorted({int(m.removeprefix("resadapt_x")) for m in p.methods if m.startswith("resadapt_x")})
-    if multipliers:
-        f = params.features
-        encoder = make_encoder(f.encoder, f.side, params.backbone.out_dir, f.checkpoint, f.device, f.batch_size)
-        for k in multipliers:
-            sets[k] = more_frames(params, videos, k, encoder, progress=not args.no_progress)
     taskres = None
     if "taskres" in p.methods:
         taskres = calibrate(backbone, split_videos(params.shard.out_dir, p.calibration_split),
-                            n=p.taskres_samples, seed=p.seed, progress=not args.no_progress, style=p.prompt,
+                            n=p.taskres_samples, seed=p.seed, progress=progress, style=p.prompt,
                             batch_size=p.batch_size)
-    rows = sweep(backbone, allocator, sets, p.budgets, p.methods, taskres, seed=p.seed,
-                 progress=not args.no_progress, batch_size=p.batch_size, style=p.prompt)
+
+    def measured(split: str, methods: Sequence[str]) -> tuple[dict[int, EvalSet], list[dict]]:
+        sets = eval_sets(params, split, multipliers if any(m.startswith("resadapt_x") for m in methods) else [],
+                         encoder, progress)
+        return sets, sweep(backbone, allocator, sets, p.budgets, methods, taskres, seed=p.seed, progress=progress,
+                           batch_size=p.batch_size, style=p.prompt)
+
+    sets, rows = measured(p.split, p.methods)
+    videos, features = sets[1].videos, sets[1].features
     check = report.checks(rows, target, params.register_.min_margin)
+    long_methods = [m for m in p.methods if m == "resadapt" or m.startswith("resadapt_x")]
+    others = {s: measured(s, p.methods)[1] for s in p.test_splits}
+    others |= {s: measured(s, long_methods)[1] for s in p.long_splits}
 
     out = Path(p.out_dir)
     notes = [f"split {p.split!r}: {len(videos)} videos ({sum(v.meta['task'] == 'mcq' for v in videos)} mcq), "
              f"{params.shard.n_frames} frames at 1x; retention is against the 1x clip at scale 1 for every method."]
     if taskres:
         notes.append(f"TaskRes (fitted on {p.calibration_split!r}): {taskres.describe(target)}")
-    write_json(out / "metrics.json", report.metrics_json(rows, check))
+    metrics = report.metrics_json(rows, check)
+    if others:
+        metrics["splits"] = {s: report.metrics_json(r, report.checks(r, target, params.register_.min_margin))
+                             for s, r in others.items()}
+    write_json(out / "metrics.json", metrics)
     write_json(out / "pareto.json", report.pareto_rows(rows))
     figures.pareto_png(rows, out / "pareto.png")
     shown = videos[: p.heatmaps]
@@ -100,7 +121,8 @@ def main(params, args) -> None:
         figures.heatmaps_png(shown, scales, backbone.grid, out / "heatmaps.png",
                              f"ResAdapt at retention budget {target:g} ({p.split} split)")
     with atomic_path(out / "report.md") as tmp:
-        tmp.write_text(report.markdown(rows, check, p.budgets, notes), encoding="utf-8")
+        tmp.write_text(report.markdown(rows, check, p.budgets, notes)
+                       + "".join(report.split_section(s, r, p.budgets) for s, r in others.items()), encoding="utf-8")
     print("evaluate: " + json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in check.items()}))
 
 

@@ -31,6 +31,12 @@ def test_missing_file_is_an_error_never_all_defaults(tmp_path):
     ("shard:\n  max_reject_fraction: 2\n", "shard.max_reject_fraction"),
     ("train:\n  nproc: 0\n", "train.nproc"),
     ("train:\n  nproc: 4\n  prompts: 3\n", "nproc (4) ranks share prompts (3)"),
+    ("synth:\n  looks: {test: {shade: 5}}\n", "looks names splits that synth.splits does not render: ['test']"),
+    ("synth:\n  looks: {eval: {background: [200, 100]}}\n", "background must be a grey range"),
+    ("synth:\n  long: {eval: {frames: 16, brief: [1, 5]}}\n", "brief must be 1 <= lo <= hi <= frames/4"),
+    ("synth:\n  long: {eval: {frames: 64}}\n", "splits ['eval'] are both long and held"),
+    ("evaluate:\n  test_splits: [eval]\n", "test_splits and long_splits must be other splits"),
+    ("evaluate:\n  test_splits: [t]\n  long_splits: [t]\n", "test_splits and long_splits must be other splits"),
 ])
 def test_contradictory_or_unsafe_values(tmp_path, text, message):
     with pytest.raises(ParamsError, match=re.escape(message)):

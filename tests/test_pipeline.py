@@ -27,13 +27,16 @@ def scratch(tmp_path):
     for name in ("stages", "resadapt"):
         shutil.copytree(REPO / name, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__"))
     params = yaml.safe_load((tmp_path / "params.yaml").read_text())
-    params["synth"].update(splits={"train": 4, "eval": 2}, n_frames=8, frame_side=112)
+    params["synth"].update(splits={"train": 4, "eval": 2, "test": 2, "eval_long": 2}, n_frames=8, frame_side=112,
+                           looks={"test": {"shade": 20, "frame_side": 140, "phrasing": "alt"}},
+                           long={"eval_long": {"frames": 32, "brief": [1, 2]}})
     params["shard"].update(n_frames=8, maxcount=3)
     params["backbone"].update(steps=6, batch_size=2, eval_split="eval", width=16, stem_channels=8)
-    params["features"].update(splits=["train", "eval"])
+    params["features"].update(splits=["train", "eval", "test", "eval_long"])
     params["train"].update(steps=3, prompts=2, allocations=2, answers=1, eval_split="eval", width=16, heads=2,
                            checkpoint_every=2)
-    params["evaluate"].update(calibration_split="train", budgets=[0.15, 0.5, 1.0], heatmaps=2, taskres_samples=2)
+    params["evaluate"].update(calibration_split="train", budgets=[0.15, 0.5, 1.0], heatmaps=2, taskres_samples=2,
+                              test_splits=["test"], long_splits=["eval_long"])
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     sh(tmp_path, "git", "init", "-q")
     sh(tmp_path, "dvc", "init", "-q")
@@ -60,10 +63,15 @@ def test_dvc_repro_runs_the_data_stages_then_has_nothing_to_do(scratch):
     assert (scratch / "reports/train/live/metrics.json").is_file()
     sweep = json.loads((scratch / "reports/evaluate/metrics.json").read_text())
     assert set(sweep) == {"full", "fixed_scale", "random_drop", "taskres", "resadapt", "resadapt_uniform",
-                          "resadapt_policy", "resadapt_x2", "resadapt_x4", "checks"}
+                          "resadapt_policy", "resadapt_x2", "resadapt_x4", "checks", "splits"}
+    assert set(sweep["splits"]["test"]) == set(sweep) - {"splits"}  # every method on the test split too
+    long = sweep["splits"]["eval_long"]  # the long videos: ResAdapt at 1x, 2x and 4x frames
+    assert set(long) == {"resadapt", "resadapt_x2", "resadapt_x4", "checks"} and "x4_minus_x1" in long["checks"]
+    assert long["resadapt_x4"]["r050"]["retention"] <= 0.5 + 1e-9  # (32 one-token frames are over 0.15 here)
     assert set(sweep["resadapt"]) == {"r015", "r050", "r100"} and sweep["resadapt"]["r015"]["retention"] <= 0.15
     for name in ("pareto.png", "heatmaps.png", "report.md", "pareto.json"):
         assert (scratch / "reports/evaluate" / name).stat().st_size > 0
+    assert "## Split `test`" in (scratch / "reports/evaluate/report.md").read_text()
     decision = json.loads((scratch / "reports/register/decision.json").read_text())
     margin = sweep["resadapt"]["r015"]["accuracy"] - sweep["fixed_scale"]["r015"]["accuracy"]
     assert decision["registered"] == (margin >= 0.3)

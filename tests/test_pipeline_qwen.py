@@ -51,12 +51,13 @@ def project(tmp: Path, kind: str) -> Path:
     params["data"]["dir"] = str(data.relative_to(tmp))
     params["shard"].update(n_frames=4, maxcount=3, patch_factor=32 if kind == "qwen3_vl" else 28)
     params["backbone"].update(source="hf", checkpoint=str(checkpoint), device="cpu", max_new_tokens=3)
-    params["features"].update(encoder="hf", checkpoint=clip, side=32)
+    params["features"].update(encoder="hf", checkpoint=clip, side=32, splits=["train", "val", "eval"])
     params["train"].update(steps=2, prompts=2, allocations=2, answers=2, width=16, heads=2, checkpoint_every=1,
                            rollout_batch=3, update_batch=2, device="cpu")
     if kind == "qwen2_5_vl":  # ResAdapt-RL with a LoRA adapter on this one; the Allocator alone on the other
         params["train"].update(update_backbone=True, lora={"enabled": True, "r": 4, "alpha": 8, "dropout": 0.0})
-    params["evaluate"].update(budgets=[0.25, 0.5, 1.0], heatmaps=1, taskres_samples=2, batch_size=4)
+    params["evaluate"].update(budgets=[0.25, 0.5, 1.0], heatmaps=1, taskres_samples=2, batch_size=4, test_splits=[],
+                              long_splits=[])
     params["register"].update(target_budget=0.25, min_margin=0.0)
     (tmp / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     (tmp / ".gitignore").write_text("ckpt/\n")

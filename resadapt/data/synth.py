@@ -3,11 +3,17 @@
 Every frame has a border of its own colour (visible at any resolution) and one small glyph (a digit, or a patch of
 fine stripes) at a random place on a background that changes from frame to frame. A question names a border colour,
 so answering needs full resolution on one frame only: the situation a resolution allocator is for.
+
+Per split, ``synth.looks`` changes what no question asks about (background greys, border width, colour shades,
+frame size, phrasing: the ``test`` split), and ``synth.long`` renders long videos in which the queried colour is
+shown for only a frame or two (``eval_long``: more frames can gain).
 """
 
 from __future__ import annotations
 
 import math
+import re
+import zlib
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -18,7 +24,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 from tqdm import tqdm
 
-from resadapt.config import SynthParams
+from resadapt.config import LongParams, LookParams, SynthParams
 from resadapt.data.manifest import Sample, option_letter, sample_row
 from resadapt.data.video import write_mp4
 from resadapt.io import atomic_path, write_jsonl
@@ -30,7 +36,7 @@ PALETTE: dict[str, tuple[int, int, int]] = {
     "brown": (170, 110, 40), "beige": (255, 250, 200), "maroon": (128, 0, 0), "navy": (0, 0, 128),
 }
 STRIPES = ("horizontal", "vertical", "diagonal-up", "diagonal-down")
-BORDER_FRACTION = 12 / 224  # border width relative to the frame side
+PLAIN = LookParams()
 
 
 @dataclass(frozen=True)
@@ -52,12 +58,12 @@ DIRECTIONS = tuple((round(1024 * math.cos(2 * math.pi * k / N_DIRECTIONS)),
                     round(1024 * math.sin(2 * math.pi * k / N_DIRECTIONS))) for k in range(N_DIRECTIONS))
 
 
-def _background(rng: np.random.Generator, side: int) -> np.ndarray:
+def _background(rng: np.random.Generator, side: int, grey: tuple[int, int] = PLAIN.background) -> np.ndarray:
     """A smooth grey gradient in a random direction: new for each frame, never confusable with a glyph.
 
     grey(x, y) = lo + (hi − lo) · ramp with ramp = (cos θ·x/side + sin θ·y/side + 1.5) / 3, evaluated in integers
     (lo, hi in 1/256 steps, θ on a 256-step circle, floor division), so the pixels are the same on every machine."""
-    lo, hi = (int(v * 256) for v in rng.uniform(90, 170, size=2))
+    lo, hi = (int(v * 256) for v in rng.uniform(*grey, size=2))
     a, b = DIRECTIONS[int(rng.uniform(0, 2 * np.pi) / (2 * np.pi) * N_DIRECTIONS) % N_DIRECTIONS]
     y, x = np.mgrid[0:side, 0:side].astype(np.int64)
     numerator = a * x + b * y + 1536 * side  # (cos θ·x + sin θ·y + 1.5·side) · 1024: in [~96, ~2976] · side
@@ -72,12 +78,12 @@ def _stripe_patch(kind: str, side: int) -> np.ndarray:
     return (phase % 3 == 0)
 
 
-def render_frame(rng: np.random.Generator, side: int, colour: str, glyph_kind: str, glyph_size: int) -> tuple[
-    np.ndarray, FrameLabel
-]:
-    frame = _background(rng, side)
-    border = max(2, round(side * BORDER_FRACTION))
-    frame[:border], frame[-border:], frame[:, :border], frame[:, -border:] = (PALETTE[colour],) * 4
+def render_frame(rng: np.random.Generator, side: int, colour: str, glyph_kind: str, glyph_size: int,
+                 look: LookParams = PLAIN, rgb: tuple[int, int, int] | None = None) -> tuple[np.ndarray, FrameLabel]:
+    """One frame: ``look``'s background and border width, the border in ``rgb`` (default: the palette's colour)."""
+    frame = _background(rng, side, look.background)
+    border = max(2, round(side * look.border_fraction))
+    frame[:border], frame[-border:], frame[:, :border], frame[:, -border:] = (rgb or PALETTE[colour],) * 4
     ink = int(rng.uniform(10, 45))
     if glyph_kind == "digits":
         glyph = str(int(rng.integers(10)))
@@ -124,36 +130,79 @@ def make_question(rng: np.random.Generator, frames: list[dict], target: int, tas
     return f"Which {noun} is shown in the frame with the {colour} border?", options, letter, None
 
 
-def render_sample(params: SynthParams, split: str, split_index: int, index: int, out_dir: Path) -> Sample:
-    """Render one video to ``out_dir/videos/<id>.mp4`` and return its manifest row (deterministic per seed)."""
-    rng = np.random.default_rng([params.seed, split_index, index])
+def shaded(rng: np.random.Generator, colour: str, shade: int) -> tuple[int, int, int]:
+    """The palette colour shifted by up to ± ``shade`` per channel (the palette's own colour when shade is 0)."""
+    if not shade:
+        return PALETTE[colour]
+    shift = rng.integers(-shade, shade + 1, size=3)
+    return tuple(int(v) for v in np.clip(np.array(PALETTE[colour]) + shift, 0, 255))
+
+
+REPHRASE = ((re.compile(r"^Which (.+) is shown in the frame with the (\w+) border\?$"),
+             r"Look at the frame bordered in \2: what \1 does it show?"),
+            (re.compile(r"^When does the frame with the (\w+) border appear\?"), r"At what time is the \1-bordered "
+             r"frame on screen?"))
+
+
+def rephrase(question: str) -> str:
+    """The ``alt`` phrasing of a question: other words, the same colour and the same answer format."""
+    for pattern, alt in REPHRASE:
+        if pattern.search(question):
+            return pattern.sub(alt, question)
+    raise ValueError(f"no alternative phrasing for {question!r}")
+
+
+def brief_runs(rng: np.random.Generator, n_colours: int, target: int, long: LongParams) -> list[int]:
+    """Frames per colour in a long video: the target colour ``long.brief`` frames, the others share the rest
+    (the leftover frames go to random colours, so where the brief run starts is not aligned with any sampler)."""
+    brief = int(rng.integers(long.brief[0], long.brief[1] + 1))
+    rest = long.frames - brief
+    runs = np.full(n_colours, rest // (n_colours - 1))
+    others = [i for i in range(n_colours) if i != target]
+    runs[rng.choice(others, size=rest % (n_colours - 1), replace=False)] += 1
+    runs[target] = brief
+    return runs.tolist()
+
+
+def render_sample(params: SynthParams, split: str, index: int, out_dir: Path) -> Sample:
+    """Render one video to ``out_dir/videos/<id>.mp4`` and return its manifest row (deterministic per seed, split
+    name and index: adding or resizing another split changes nothing here)."""
+    rng = np.random.default_rng([params.seed, zlib.crc32(split.encode()), index])
+    look, long = params.looks.get(split, PLAIN), params.long.get(split)
+    side = look.frame_side or params.frame_side
     colours = [str(c) for c in rng.choice(list(PALETTE), size=params.n_frames, replace=False)]
-    rendered = [render_frame(rng, params.frame_side, c, params.glyph, params.glyph_size) for c in colours]
+    rendered = [render_frame(rng, side, c, params.glyph, params.glyph_size, look, shaded(rng, c, look.shade))
+                for c in colours]
     frames, labels = [f for f, _ in rendered], [lab for _, lab in rendered]
     target = int(rng.integers(params.n_frames))
-    task = "grounding" if rng.random() < params.grounding_fraction else "mcq"
+    task = "grounding" if rng.random() < params.grounding_fraction and long is None else "mcq"
     colours_meta = [{"colour": lab.colour, "glyph": lab.glyph, "box": list(lab.box)} for lab in labels]
+    hold = params.hold.get(split, 1)
+    runs = brief_runs(rng, params.n_frames, target, long) if long else [hold] * params.n_frames
+    speed = sum(runs) / params.n_frames  # more frames in the same duration
     question, options, answer, span = make_question(rng, colours_meta, target, task, params.glyph, params.fps)
+    if look.phrasing == "alt":
+        question = rephrase(question)
     sample_id = f"{split}-{index:05d}"
     video = out_dir / "videos" / f"{sample_id}.mp4"
-    hold = params.hold.get(split, 1)
     with atomic_path(video) as tmp:
-        write_mp4(tmp, [f for f in frames for _ in range(hold)], (params.frame_side, params.frame_side),
-                  params.fps * hold, params.crf)
+        write_mp4(tmp, [f for f, n in zip(frames, runs, strict=True) for _ in range(n)], (side, side),
+                  params.fps * speed, params.crf)
     # labels per video frame; the queried frame is the middle of its colour's run
-    frames_meta = [m for m in colours_meta for _ in range(hold)]
-    meta = {"target_frame": target * hold + hold // 2, "glyph_kind": params.glyph, "frames": frames_meta,
-            "hold": hold}
+    frames_meta = [m for m, n in zip(colours_meta, runs, strict=True) for _ in range(n)]
+    start = sum(runs[:target])
+    meta = {"target_frame": start + runs[target] // 2, "glyph_kind": params.glyph, "frames": frames_meta,
+            "hold": hold, "runs": runs}
     return Sample(
         id=sample_id, video=f"videos/{sample_id}.mp4", question=question, options=options, answer=answer,
         task=task, span=span, split=split, meta=meta,
     )
 
 
-def _jobs(params: SynthParams) -> Iterator[tuple[str, int, int]]:
-    for split_index, (split, count) in enumerate(sorted(params.splits.items())):
+def _jobs(params: SynthParams) -> Iterator[tuple[str, int]]:
+    for split, count in sorted(params.splits.items()):
         for index in range(count):
-            yield split, split_index, index
+            yield split, index
 
 
 def build_dataset(params: SynthParams, progress: bool = True) -> Path:

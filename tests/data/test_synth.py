@@ -12,8 +12,8 @@ from resadapt.io import sha256_file
 
 
 def build(tmp_path, name, **over):
-    params = SynthParams(out_dir=str(tmp_path / name), n_frames=6, frame_side=112, splits={"train": 4, "eval": 3},
-                         grounding_fraction=0.4, **over)
+    params = SynthParams(**{"out_dir": str(tmp_path / name), "n_frames": 6, "frame_side": 112,
+                            "splits": {"train": 4, "eval": 3}, "grounding_fraction": 0.4, **over})
     return build_dataset(params, progress=False)
 
 
@@ -68,10 +68,10 @@ def test_stripes_glyphs(tmp_path):
 # sha256 of a tiny rendering and its shard with the pinned package versions (imageio-ffmpeg 0.8.1's ffmpeg, numpy,
 # Pillow). A change here changes data/synth and so dvc.lock: update both together, on purpose.
 GOLDEN = {
-    "manifest.jsonl": "2a392a82c78e1c84e13a9505443f32993643f6abab0ca45b6b52e01a0e1bfe43",
-    "train-00000.mp4": "c88a1f11b6876d1252d7dcfecc20eda30031d706bef807c49e6cf124611ee704",
-    "train-00001.mp4": "346994dc8c35b89cfb08d1a3cfe8243b11912a822ff4c0ebd64bf3c5b75b7cd4",
-    "train-000000.tar": "4f9493fbedc21556de45fe4c2072988af04b6c078e20e4a78807b39e97e18909",
+    "manifest.jsonl": "e66be828bfc8676a77b2fee5f0a12850da5302259e25d0f1ad7145d1e74b0fd2",
+    "train-00000.mp4": "550f8afb504bda22446f0c36e6f2e538281951b206a98c0323634520e6a20857",
+    "train-00001.mp4": "69c8564e3555385bbdf87afddb7b6ef4701dae7ca4952881a07b97c3215303b7",
+    "train-000000.tar": "16714acb051392bb2550cbd09e235d84b2e14b3f59b33d68816a7873cb534a17",
 }
 
 
@@ -110,3 +110,47 @@ def test_the_direction_table_is_the_same_under_any_libm():
                for k in range(N_DIRECTIONS) for f in (math.cos, math.sin)]
     assert min(margins) > 0.01
     assert all(abs(a * a + b * b - 1024**2) < 2 * 1024 for a, b in DIRECTIONS)  # unit vectors, scaled
+
+
+def test_a_look_changes_nuisances_only_and_leaves_other_splits_untouched(tmp_path):
+    look = {"background": [50, 205], "border_fraction": 0.1, "shade": 24, "frame_side": 140, "phrasing": "alt"}
+    plain = build(tmp_path, "p", hold={})
+    looked = build(tmp_path, "l", hold={}, looks={"eval": look})
+    rows = {s.id: s for _, s in read_manifest(looked)[0]}
+    before = {s.id: s for _, s in read_manifest(plain)[0]}
+    for key, s in rows.items():
+        if s.split == "train":  # a split's rendering depends on its own name and index alone
+            assert s == before[key]
+            assert (looked.parent / s.video).read_bytes() == (plain.parent / s.video).read_bytes()
+            continue
+        assert probe(looked.parent / s.video).width == 140
+        target = s.meta["frames"][s.meta["target_frame"]]
+        assert target["colour"] in s.question and s.question != before[key].question  # reworded
+        assert "bordered" in s.question and "frame with the" not in s.question
+        frames = decode_frames(looked.parent / s.video, list(range(6)), (140, 140))
+        for frame, label in zip(frames, s.meta["frames"], strict=True):
+            corner = frame[1:4, 1:4].reshape(-1, 3).mean(axis=0)
+            assert np.abs(corner - PALETTE[label["colour"]]).max() < 24 + 25  # a shade of the palette colour
+            assert np.abs(frame[12, 70].astype(int) - corner).max() < 30  # the border is 14 px wide
+
+
+def test_a_long_split_shows_the_queried_colour_briefly(tmp_path):
+    manifest = build(tmp_path, "long", hold={}, splits={"eval_long": 12}, long={"eval_long": {"frames": 32,
+                                                                                             "brief": [1, 2]}})
+    rows = [s for _, s in read_manifest(manifest)[0]]
+    missed = 0
+    for s in rows:
+        runs, meta = s.meta["runs"], s.meta
+        assert s.task == "mcq" and sum(runs) == 32 and len(meta["frames"]) == 32
+        info = probe(manifest.parent / s.video)
+        assert info.n_frames == 32 and abs(info.duration - 3.0) < 0.01  # 6 colours' time, 32 frames
+        target = meta["frames"][meta["target_frame"]]["colour"]
+        assert target in s.question
+        shown = [i for i, f in enumerate(meta["frames"]) if f["colour"] == target]
+        assert 1 <= len(shown) <= 2 and shown == list(range(shown[0], shown[0] + len(shown)))
+        assert all(r >= 5 for i, r in enumerate(runs) if meta["frames"][sum(runs[:i])]["colour"] != target)
+        frame = decode_frames(manifest.parent / s.video, [shown[0]], (112, 112))[0]
+        assert np.abs(frame[1:4, 1:4].reshape(-1, 3).mean(axis=0) - PALETTE[target]).max() < 25
+        sampled = {round((k + 0.5) * 32 / 8 - 0.5) for k in range(8)}  # 8 uniform frames of 32 miss it sometimes
+        missed += not sampled & set(shown)
+    assert 0 < missed < len(rows)
