@@ -1,4 +1,5 @@
-"""ResAdapt-RL's backbone step (method spec §6 step 8): token-level PPO on GRPO advantages, micro-batched.
+"""ResAdapt-RL's backbone step (method spec §6 step 8): PPO on GRPO advantages, micro-batched; token-level on a
+Qwen backbone, one ratio per answer on the built-in one (its answer is a single choice: W = 1 below).
 
 For prompt b with R = M·N rollouts (allocation m, answer i) of scores score_{b,r}:
 
