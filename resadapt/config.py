@@ -295,8 +295,8 @@ class TrainParams(Section):
         return self
 
 
-METHODS = ("full", "fixed_scale", "random_drop", "taskres", "resadapt", "resadapt_uniform", "resadapt_policy",
-           "resadapt_x2", "resadapt_x4")
+METHODS = ("full", "fixed_scale", "random_drop", "taskres", "relevance_topk", "relevance_topk_drop", "resadapt",
+           "resadapt_uniform", "resadapt_policy", "resadapt_x2", "resadapt_x4")
 
 
 class EvaluateParams(Section):

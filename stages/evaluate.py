@@ -1,11 +1,13 @@
 """Stage ``evaluate``: every method at every retention budget on ``evaluate.split`` (the efficiency frontier).
 
-Methods: Full, FixedScale, RandomDrop, TaskRes (fitted on ``evaluate.calibration_split``), ResAdapt (the trained
+Methods: Full, FixedScale, RandomDrop, TaskRes (fitted on ``evaluate.calibration_split``), relevance top-k (the
+features' frame–query similarity keeps the top chunks at scale 1, flooring or dropping the rest), ResAdapt (the trained
 Allocator rescaled to each budget), its unconstrained policy, and ResAdapt on 2x / 4x the frames at the same budget
 (the eval videos decoded again at that frame count, exactly as the shard stage decodes). The backbone comes from the
 one factory: the built-in model or the pinned Qwen checkpoint, updated by ResAdapt-RL when ``train`` updated it.
 Writes, under
-``evaluate.out_dir``: metrics.json (DVC metrics), pareto.json (DVC plot data), pareto.png, heatmaps.png, report.md.
+``evaluate.out_dir``: metrics.json (DVC metrics and the paired comparisons), per_sample.json (every row's per-sample
+scores), pareto.json (DVC plot data), pareto.png, heatmaps.png, report.md.
 """
 
 import json
@@ -25,7 +27,7 @@ from resadapt.data.shards import iter_split
 from resadapt.data.video import VideoError
 from resadapt.evaluate import figures, report
 from resadapt.evaluate.budget import full_tokens
-from resadapt.evaluate.sweep import EvalSet, resadapt_scales, sweep
+from resadapt.evaluate.sweep import TOPK, EvalSet, resadapt_scales, sweep
 from resadapt.evaluate.taskres import calibrate
 from resadapt.features.coarse import Features, load_features
 from resadapt.features.online import encode, make_encoder
@@ -68,6 +70,10 @@ def main(params, args) -> None:
     videos = split_videos(params.shard.out_dir, p.split)
     if [v.key for v in videos] != features.keys:
         raise StageError(f"features of split {p.split!r} are not aligned with the shards: rerun the features stage")
+    if features.frame_embed.shape[-1] == 0 and any(m in TOPK for m in p.methods):
+        raise StageError(f"evaluate.methods {[m for m in p.methods if m in TOPK]} rank frames by the features' "
+                         f"frame–query similarity, and features.encoder {params.features.encoder!r} has no shared "
+                         "frame/query space (frame_embed width 0): drop them from evaluate.methods")
     sets = {1: EvalSet(videos, features)}
     multipliers = sorted({int(m.removeprefix("resadapt_x")) for m in p.methods if m.startswith("resadapt_x")})
     if multipliers:
@@ -83,13 +89,15 @@ def main(params, args) -> None:
     rows = sweep(backbone, allocator, sets, p.budgets, p.methods, taskres, seed=p.seed,
                  progress=not args.no_progress, batch_size=p.batch_size, style=p.prompt)
     check = report.checks(rows, target, params.register_.min_margin)
+    comparisons = report.paired(rows, target, seed=p.seed)
 
     out = Path(p.out_dir)
     notes = [f"split {p.split!r}: {len(videos)} videos ({sum(v.meta['task'] == 'mcq' for v in videos)} mcq), "
              f"{params.shard.n_frames} frames at 1x; retention is against the 1x clip at scale 1 for every method."]
     if taskres:
         notes.append(f"TaskRes (fitted on {p.calibration_split!r}): {taskres.describe(target)}")
-    write_json(out / "metrics.json", report.metrics_json(rows, check))
+    write_json(out / "metrics.json", report.metrics_json(rows, check, comparisons))
+    write_json(out / "per_sample.json", report.per_sample(rows))
     write_json(out / "pareto.json", report.pareto_rows(rows))
     figures.pareto_png(rows, out / "pareto.png")
     shown = videos[: p.heatmaps]
@@ -100,7 +108,7 @@ def main(params, args) -> None:
         figures.heatmaps_png(shown, scales, backbone.grid, out / "heatmaps.png",
                              f"ResAdapt at retention budget {target:g} ({p.split} split)")
     with atomic_path(out / "report.md") as tmp:
-        tmp.write_text(report.markdown(rows, check, p.budgets, notes), encoding="utf-8")
+        tmp.write_text(report.markdown(rows, check, p.budgets, notes, comparisons), encoding="utf-8")
     print("evaluate: " + json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in check.items()}))
 
 

@@ -59,10 +59,14 @@ def test_dvc_repro_runs_the_data_stages_then_has_nothing_to_do(scratch):
     assert (scratch / "models/allocator/model.safetensors").is_file()
     assert (scratch / "reports/train/live/metrics.json").is_file()
     sweep = json.loads((scratch / "reports/evaluate/metrics.json").read_text())
-    assert set(sweep) == {"full", "fixed_scale", "random_drop", "taskres", "resadapt", "resadapt_uniform",
-                          "resadapt_policy", "resadapt_x2", "resadapt_x4", "checks"}
+    assert set(sweep) == {"full", "fixed_scale", "random_drop", "taskres", "relevance_topk", "relevance_topk_drop",
+                          "resadapt", "resadapt_uniform", "resadapt_policy", "resadapt_x2", "resadapt_x4", "checks",
+                          "paired"}
+    assert sweep["relevance_topk"]["r015"]["retention"] <= 0.15 + 1e-9
+    if sweep["resadapt"]["r015"]["n_mcq"]:  # paired comparisons are on multiple-choice questions
+        assert set(sweep["paired"]["resadapt_vs_relevance_topk"]) == {"r015", "r050", "r100", "summary"}
     assert set(sweep["resadapt"]) == {"r015", "r050", "r100"} and sweep["resadapt"]["r015"]["retention"] <= 0.15
-    for name in ("pareto.png", "heatmaps.png", "report.md", "pareto.json"):
+    for name in ("pareto.png", "heatmaps.png", "report.md", "pareto.json", "per_sample.json"):
         assert (scratch / "reports/evaluate" / name).stat().st_size > 0
     decision = json.loads((scratch / "reports/register/decision.json").read_text())
     margin = sweep["resadapt"]["r015"]["accuracy"] - sweep["fixed_scale"]["r015"]["accuracy"]
