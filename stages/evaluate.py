@@ -27,7 +27,7 @@ from resadapt.data.shards import iter_split
 from resadapt.data.video import VideoError
 from resadapt.evaluate import figures, report
 from resadapt.evaluate.budget import full_tokens
-from resadapt.evaluate.sweep import TOPK, EvalSet, resadapt_scales, sweep
+from resadapt.evaluate.sweep import TOPK, EvalSet, frames_multiplier, resadapt_scales, sweep
 from resadapt.evaluate.taskres import calibrate
 from resadapt.features.coarse import Features, load_features
 from resadapt.features.online import encode, make_encoder
@@ -52,8 +52,8 @@ def more_frames(params, videos: list[Video], k: int, encoder, progress: bool) ->
             continue
         out.append(Video(v.key, clip.frames, v.meta | {"frame_indices": clip.indices}))
     if short:
-        raise StageError(f"resadapt_x{k} needs {n} frames per video; {len(short)} video(s) cannot give them "
-                         f"(first: {short[0]}): drop resadapt_x{k} from evaluate.methods or use longer videos")
+        raise StageError(f"the _x{k} methods need {n} frames per video; {len(short)} video(s) cannot give them "
+                         f"(first: {short[0]}): drop them from evaluate.methods or use longer videos")
     features = encode(encoder, [v.frames for v in out], [Query.from_meta(v.meta) for v in out], [v.key for v in out])
     return EvalSet(out, features)
 
@@ -70,12 +70,13 @@ def main(params, args) -> None:
     videos = split_videos(params.shard.out_dir, p.split)
     if [v.key for v in videos] != features.keys:
         raise StageError(f"features of split {p.split!r} are not aligned with the shards: rerun the features stage")
-    if features.frame_embed.shape[-1] == 0 and any(m in TOPK for m in p.methods):
-        raise StageError(f"evaluate.methods {[m for m in p.methods if m in TOPK]} rank frames by the features' "
+    topk = [m for m in p.methods if m.removesuffix(f"_x{frames_multiplier(m)}") in TOPK]
+    if features.frame_embed.shape[-1] == 0 and topk:
+        raise StageError(f"evaluate.methods {topk} rank frames by the features' "
                          f"frame–query similarity, and features.encoder {params.features.encoder!r} has no shared "
                          "frame/query space (frame_embed width 0): drop them from evaluate.methods")
     sets = {1: EvalSet(videos, features)}
-    multipliers = sorted({int(m.removeprefix("resadapt_x")) for m in p.methods if m.startswith("resadapt_x")})
+    multipliers = sorted({frames_multiplier(m) for m in p.methods} - {1})
     if multipliers:
         f = params.features
         encoder = make_encoder(f.encoder, f.side, params.backbone.out_dir, f.checkpoint, f.device, f.batch_size)

@@ -77,18 +77,26 @@ def resadapt_scales(allocator: Allocator, evalset: EvalSet, backbone, r: float |
 TOPK = ("relevance_topk", "relevance_topk_drop")  # floors / drops the frames outside the selection
 
 
-def topk_items(evalset: EvalSet, queries: Sequence[Query], backbone, r: float, base_tokens: Sequence[int],
-               s_min: float, drop: bool) -> list[Item]:
+def frames_multiplier(method: str) -> int:
+    """k for a method run on k× the frames (named ``<method>_x<k>``), else 1."""
+    _, sep, k = method.rpartition("_x")
+    return int(k) if sep and k.isdigit() else 1
+
+
+def topk_items(evalset: EvalSet, backbone, r: float, base_tokens: Sequence[int], s_min: float, drop: bool,
+               style: str = "plain", keyed: bool = True) -> list[Item]:
     """Per video: relevance top-k (resadapt.evaluate.topk) on the features' frame–query match, within
-    r · (1× full tokens); dropped frames keep their own time segments."""
+    r · (1× full tokens); dropped frames keep their own time segments. ``keyed``: items carry the shard key (the
+    1× clip with every frame encoded)."""
     n = len(evalset.videos)
     match = frame_query_match(evalset.features.frame_embed[list(range(n))],
                               evalset.features.query_embed[list(range(n))])  # [N, T]
     items = []
-    for i, (v, q) in enumerate(zip(evalset.videos, queries, strict=True)):
+    for i, v in enumerate(evalset.videos):
+        q = Query.from_meta(v.meta, style)
         sel = relevance_topk(match[i, : len(v.frames)], frame_size(v), backbone.grid, r * base_tokens[i], s_min, drop)
         segments = Item(v.frames, [1.0] * len(v.frames), q).frame_segments()
-        items.append(Item(v.frames[sel.keep], sel.scales, q, key=None if drop else v.key,
+        items.append(Item(v.frames[sel.keep], sel.scales, q, key=v.key if keyed and not drop else None,
                           segments=[segments[t] for t in sel.keep] if drop else None))
     return items
 
@@ -123,9 +131,12 @@ def sweep(backbone, allocator: Allocator, sets: dict[int, EvalSet], budgets: Seq
                 segments = Item(v.frames, [1.0] * len(v.frames), q).frame_segments()
                 items.append(Item(v.frames[keep], [1.0] * len(keep), q, segments=[segments[i] for i in keep]))
             run(method, r, items, base.videos)
-        elif method in TOPK:
-            run(method, r, topk_items(base, queries, backbone, r, base_tokens, allocator.config.s_min,
-                                      drop=method == "relevance_topk_drop"), base.videos)
+        elif (k := frames_multiplier(method)) and method.removesuffix(f"_x{k}") in TOPK:
+            if k not in sets:
+                raise ValueError(f"method {method}: no {k}x-frame clips were loaded")
+            run(method, r, topk_items(sets[k], backbone, r, base_tokens, allocator.config.s_min,
+                                      drop=method.removesuffix(f"_x{k}") == "relevance_topk_drop", style=style,
+                                      keyed=k == 1), sets[k].videos)
         elif method == "taskres":
             if taskres is None:
                 raise ValueError("method taskres needs a calibration (TaskRes)")

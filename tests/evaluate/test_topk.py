@@ -108,13 +108,13 @@ def test_dropped_frames_keep_their_own_time_segments():
     evalset = EvalSet(videos, features(videos))
     queries = [Query.from_meta(v.meta) for v in videos]
     base = [full_tokens((112, 112), 8, backbone.grid)] * 3
-    items = topk_items(evalset, queries, backbone, 0.25, base, S_MIN, drop=True)
+    items = topk_items(evalset, backbone, 0.25, base, S_MIN, drop=True)
     match = frame_query_match(evalset.features.frame_embed, evalset.features.query_embed)
     for v, q, item, m in zip(videos, queries, items, match, strict=True):
         whole = Item(v.frames, [1.0] * 8, q).frame_segments()  # 2 s clip: frame t stands for [t/4, (t+1)/4)
         keep = sorted(torch.argsort(m, descending=True)[:2].tolist())  # 32 tokens: two frames at scale 1
         assert item.frame_segments() == [whole[t] for t in keep] == [(t / 4, (t + 1) / 4) for t in keep]
         assert torch.equal(item.frames, v.frames[keep]) and list(item.scales) == [1.0, 1.0]
-    floored = topk_items(evalset, queries, backbone, 0.25, base, S_MIN, drop=False)
+    floored = topk_items(evalset, backbone, 0.25, base, S_MIN, drop=False)
     assert all(len(it.frames) == 8 and it.frame_segments() == [(t / 4, (t + 1) / 4) for t in range(8)]
                for it in floored)
