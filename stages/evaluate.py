@@ -27,7 +27,7 @@ from resadapt.data.shards import iter_split
 from resadapt.data.video import VideoError
 from resadapt.evaluate import figures, report
 from resadapt.evaluate.budget import full_tokens
-from resadapt.evaluate.sweep import TOPK, EvalSet, frames_multiplier, resadapt_scales, sweep
+from resadapt.evaluate.sweep import EvalSet, frames_multiplier, resadapt_scales, sweep, topk_variant
 from resadapt.evaluate.taskres import calibrate
 from resadapt.features.coarse import Features, load_features
 from resadapt.features.online import encode, make_encoder
@@ -70,10 +70,10 @@ def main(params, args) -> None:
     videos = split_videos(params.shard.out_dir, p.split)
     if [v.key for v in videos] != features.keys:
         raise StageError(f"features of split {p.split!r} are not aligned with the shards: rerun the features stage")
-    topk = [m for m in p.methods if m.removesuffix(f"_x{frames_multiplier(m)}") in TOPK]
+    topk = [m for m in p.methods if topk_variant(m)]
     if features.frame_embed.shape[-1] == 0 and topk:
-        raise StageError(f"evaluate.methods {topk} rank frames by the features' "
-                         f"frame–query similarity, and features.encoder {params.features.encoder!r} has no shared "
+        raise StageError(f"evaluate.methods {topk} rank frames by the features' frame–query similarity, and "
+                         f"features.encoder {params.features.encoder!r} has no shared "
                          "frame/query space (frame_embed width 0): drop them from evaluate.methods")
     sets = {1: EvalSet(videos, features)}
     multipliers = sorted({frames_multiplier(m) for m in p.methods} - {1})

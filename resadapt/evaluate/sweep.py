@@ -83,6 +83,13 @@ def frames_multiplier(method: str) -> int:
     return int(k) if sep and k.isdigit() else 1
 
 
+def topk_variant(method: str) -> str | None:
+    """The top-k variant (one of TOPK) a method runs, on any number of frames; None for other methods."""
+    k = frames_multiplier(method)
+    name = method.removesuffix(f"_x{k}") if k > 1 else method
+    return name if name in TOPK else None
+
+
 def topk_items(evalset: EvalSet, backbone, r: float, base_tokens: Sequence[int], s_min: float, drop: bool,
                style: str = "plain", keyed: bool = True) -> list[Item]:
     """Per video: relevance top-k (resadapt.evaluate.topk) on the features' frame–query match, within
@@ -131,12 +138,13 @@ def sweep(backbone, allocator: Allocator, sets: dict[int, EvalSet], budgets: Seq
                 segments = Item(v.frames, [1.0] * len(v.frames), q).frame_segments()
                 items.append(Item(v.frames[keep], [1.0] * len(keep), q, segments=[segments[i] for i in keep]))
             run(method, r, items, base.videos)
-        elif (k := frames_multiplier(method)) and method.removesuffix(f"_x{k}") in TOPK:
+        elif topk_variant(method):
+            k = frames_multiplier(method)
             if k not in sets:
                 raise ValueError(f"method {method}: no {k}x-frame clips were loaded")
             run(method, r, topk_items(sets[k], backbone, r, base_tokens, allocator.config.s_min,
-                                      drop=method.removesuffix(f"_x{k}") == "relevance_topk_drop", style=style,
-                                      keyed=k == 1), sets[k].videos)
+                                      drop=topk_variant(method) == "relevance_topk_drop", style=style, keyed=k == 1),
+                sets[k].videos)
         elif method == "taskres":
             if taskres is None:
                 raise ValueError("method taskres needs a calibration (TaskRes)")

@@ -9,7 +9,7 @@ from resadapt.backbone.interface import Item, Query
 from resadapt.backbone.resize import QWEN2_5_VL, GridSpec, plan_resize
 from resadapt.data.synth import PALETTE, STRIPES
 from resadapt.evaluate.budget import full_tokens
-from resadapt.evaluate.sweep import EvalSet, topk_items
+from resadapt.evaluate.sweep import EvalSet, frames_multiplier, topk_items, topk_variant
 from resadapt.evaluate.topk import frame_query_match, relevance_topk
 from tests.evaluate.test_sweep import clips, features
 
@@ -118,3 +118,9 @@ def test_dropped_frames_keep_their_own_time_segments():
     floored = topk_items(evalset, backbone, 0.25, base, S_MIN, drop=False)
     assert all(len(it.frames) == 8 and it.frame_segments() == [(t / 4, (t + 1) / 4) for t in range(8)]
                for it in floored)
+
+
+def test_method_names_say_the_variant_and_the_frame_count():
+    assert [topk_variant(m) for m in ("relevance_topk", "relevance_topk_drop_x4", "resadapt_x2", "random_drop")] == [
+        "relevance_topk", "relevance_topk_drop", None, None]
+    assert [frames_multiplier(m) for m in ("relevance_topk_x2", "resadapt_x4", "relevance_topk_drop")] == [2, 4, 1]
