@@ -346,8 +346,9 @@ class TrainParams(Section):
         return self
 
 
-METHODS = ("full", "fixed_scale", "random_drop", "taskres", "resadapt", "resadapt_uniform", "resadapt_policy",
-           "resadapt_x2", "resadapt_x4")
+METHODS = ("full", "fixed_scale", "random_drop", "taskres", "relevance_topk", "relevance_topk_drop", "resadapt",
+           "resadapt_uniform", "resadapt_policy", "resadapt_x2", "resadapt_x4")
+TOPK_MORE_FRAMES = ("relevance_topk_x2", "relevance_topk_x4", "relevance_topk_drop_x2", "relevance_topk_drop_x4")
 
 
 class EvaluateParams(Section):
@@ -363,7 +364,8 @@ class EvaluateParams(Section):
     calibration_split: str = Field("val", description="TaskRes fits its per-task resolutions here")
     budgets: list[float] = Field(default_factory=lambda: [0.05, 0.1, 0.15, 0.25, 0.5, 1.0],
                                  description="retention targets r: tokens / tokens of the 1x clip at scale 1")
-    methods: list[str] = Field(default_factory=lambda: list(METHODS), description=f"any of {', '.join(METHODS)}")
+    methods: list[str] = Field(default_factory=lambda: list(METHODS), description=f"any of {', '.join(METHODS)}; "
+                               f"also {', '.join(TOPK_MORE_FRAMES)} (top-k on the 2x/4x clips, not by default)")
     heatmaps: int = Field(4, ge=0, description="eval videos drawn in the allocation heatmaps")
     taskres_samples: int = Field(8, ge=2, description="TaskRes: answers sampled per calibration sample")
     batch_size: int = Field(32, ge=1, description="items per backbone generate call")
@@ -373,9 +375,9 @@ class EvaluateParams(Section):
 
     @model_validator(mode="after")
     def _check(self) -> EvaluateParams:
-        unknown = [m for m in self.methods if m not in METHODS]
+        unknown = [m for m in self.methods if m not in METHODS + TOPK_MORE_FRAMES]
         if unknown:
-            raise ValueError(f"unknown method(s) {unknown}; choose from {list(METHODS)}")
+            raise ValueError(f"unknown method(s) {unknown}; choose from {list(METHODS + TOPK_MORE_FRAMES)}")
         if not self.budgets or any(not 0 < b <= 1 for b in self.budgets):
             raise ValueError(f"budgets must be retention targets in (0, 1], got {self.budgets}")
         twice = {self.split, self.calibration_split} & set(self.test_splits + self.long_splits)

@@ -89,7 +89,7 @@ def evaluation_table(root: str | Path = ".") -> list[dict]:
     metrics = json.loads(path.read_text(encoding="utf-8"))
     rows = []
     for method, points in metrics.items():
-        if method == "checks":
+        if method in ("checks", "paired"):
             continue
         for budget, m in points.items():
             rows.append({"method": method, "budget": budget, "accuracy": m["accuracy"], "retention": m["retention"],

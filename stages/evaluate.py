@@ -1,13 +1,15 @@
 """Stage ``evaluate``: every method at every retention budget on ``evaluate.split`` (the efficiency frontier).
 
-Methods: Full, FixedScale, RandomDrop, TaskRes (fitted on ``evaluate.calibration_split``), ResAdapt (the trained
+Methods: Full, FixedScale, RandomDrop, TaskRes (fitted on ``evaluate.calibration_split``), relevance top-k (the
+features' frame–query similarity keeps the top chunks at scale 1, flooring or dropping the rest), ResAdapt (the trained
 Allocator rescaled to each budget), its unconstrained policy, and ResAdapt on 2x / 4x the frames at the same budget
 (the eval videos decoded again at that frame count, exactly as the shard stage decodes). Every method is measured
 again on each of ``evaluate.test_splits`` (other nuisance settings, never tuned on), and ResAdapt at 1x and 2x/4x
 frames on each of ``evaluate.long_splits`` (long videos whose needed frames are brief). The backbone comes from the
 one factory: the built-in model or the pinned Qwen checkpoint, updated by ResAdapt-RL when ``train`` updated it.
 Writes, under
-``evaluate.out_dir``: metrics.json (DVC metrics), pareto.json (DVC plot data), pareto.png, heatmaps.png, report.md.
+``evaluate.out_dir``: metrics.json (DVC metrics and the paired comparisons), per_sample.json (every row's per-sample
+scores), pareto.json (DVC plot data), pareto.png, heatmaps.png, report.md.
 """
 
 import json
@@ -29,7 +31,7 @@ from resadapt.data.shards import iter_split
 from resadapt.data.video import VideoError
 from resadapt.evaluate import figures, report
 from resadapt.evaluate.budget import full_tokens
-from resadapt.evaluate.sweep import EvalSet, resadapt_scales, sweep
+from resadapt.evaluate.sweep import EvalSet, frames_multiplier, resadapt_scales, sweep, topk_variant
 from resadapt.evaluate.taskres import calibrate
 from resadapt.features.coarse import Features, load_features
 from resadapt.features.online import encode, make_encoder
@@ -54,8 +56,8 @@ def more_frames(params, videos: list[Video], k: int, encoder, progress: bool) ->
             continue
         out.append(Video(v.key, clip.frames, v.meta | {"frame_indices": clip.indices}))
     if short:
-        raise StageError(f"resadapt_x{k} needs {n} frames per video; {len(short)} video(s) cannot give them "
-                         f"(first: {short[0]}): drop resadapt_x{k} from evaluate.methods or use longer videos")
+        raise StageError(f"the _x{k} methods need {n} frames per video; {len(short)} video(s) cannot give them "
+                         f"(first: {short[0]}): drop them from evaluate.methods or use longer videos")
     features = encode(encoder, [v.frames for v in out], [Query.from_meta(v.meta) for v in out], [v.key for v in out])
     return EvalSet(out, features)
 
@@ -81,7 +83,7 @@ def main(params, args) -> None:
     f, progress = params.features, not args.no_progress
     encoder = cache(lambda: make_encoder(f.encoder, f.side, params.backbone.out_dir, f.checkpoint, f.device,
                                          f.batch_size))
-    multipliers = sorted({int(m.removeprefix("resadapt_x")) for m in p.methods if m.startswith("resadapt_x")})
+    multipliers = sorted({frames_multiplier(m) for m in p.methods} - {1})
     taskres = None
     if "taskres" in p.methods:
         taskres = calibrate(backbone, split_videos(params.shard.out_dir, p.calibration_split),
@@ -89,8 +91,13 @@ def main(params, args) -> None:
                             batch_size=p.batch_size)
 
     def measured(split: str, methods: Sequence[str]) -> tuple[dict[int, EvalSet], list[dict]]:
-        sets = eval_sets(params, split, multipliers if any(m.startswith("resadapt_x") for m in methods) else [],
+        sets = eval_sets(params, split, multipliers if any(frames_multiplier(m) > 1 for m in methods) else [],
                          encoder, progress)
+        topk = [m for m in methods if topk_variant(m)]
+        if topk and sets[1].features.frame_embed.shape[-1] == 0:
+            raise StageError(f"evaluate.methods {topk} rank frames by the features' frame–query similarity, and "
+                             f"features.encoder {f.encoder!r} has no shared frame/query space (frame_embed width 0): "
+                             "drop them from evaluate.methods")
         return sets, sweep(backbone, allocator, sets, p.budgets, methods, taskres, seed=p.seed, progress=progress,
                            batch_size=p.batch_size, style=p.prompt)
 
@@ -100,17 +107,21 @@ def main(params, args) -> None:
     long_methods = [m for m in p.methods if m == "resadapt" or m.startswith("resadapt_x")]
     others = {s: measured(s, p.methods)[1] for s in p.test_splits}
     others |= {s: measured(s, long_methods)[1] for s in p.long_splits}
+    comparisons = report.paired(rows, target, seed=p.seed)
+    paired = {s: report.paired(r, target, seed=p.seed) for s, r in others.items()}
 
     out = Path(p.out_dir)
     notes = [f"split {p.split!r}: {len(videos)} videos ({sum(v.meta['task'] == 'mcq' for v in videos)} mcq), "
              f"{params.shard.n_frames} frames at 1x; retention is against the 1x clip at scale 1 for every method."]
     if taskres:
         notes.append(f"TaskRes (fitted on {p.calibration_split!r}): {taskres.describe(target)}")
-    metrics = report.metrics_json(rows, check)
+    metrics = report.metrics_json(rows, check, comparisons)
     if others:
-        metrics["splits"] = {s: report.metrics_json(r, report.checks(r, target, params.register_.min_margin))
-                             for s, r in others.items()}
+        metrics["splits"] = {s: report.metrics_json(r, report.checks(r, target, params.register_.min_margin),
+                                                    paired[s]) for s, r in others.items()}
     write_json(out / "metrics.json", metrics)
+    write_json(out / "per_sample.json", report.per_sample(rows) | {f"split:{s}": report.per_sample(r)
+                                                                  for s, r in others.items()})
     write_json(out / "pareto.json", report.pareto_rows(rows))
     figures.pareto_png(rows, out / "pareto.png")
     shown = videos[: p.heatmaps]
@@ -121,8 +132,9 @@ def main(params, args) -> None:
         figures.heatmaps_png(shown, scales, backbone.grid, out / "heatmaps.png",
                              f"ResAdapt at retention budget {target:g} ({p.split} split)")
     with atomic_path(out / "report.md") as tmp:
-        tmp.write_text(report.markdown(rows, check, p.budgets, notes)
-                       + "".join(report.split_section(s, r, p.budgets) for s, r in others.items()), encoding="utf-8")
+        tmp.write_text(report.markdown(rows, check, p.budgets, notes, comparisons)
+                       + "".join(report.split_section(s, r, p.budgets, paired[s]) for s, r in others.items()),
+                       encoding="utf-8")
     print("evaluate: " + json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in check.items()}))
 
 

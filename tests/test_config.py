@@ -89,3 +89,12 @@ def test_reasoning_prompts_need_a_chat_backbone(tmp_path):
     params = load_params(path)
     assert params.evaluate.prompt == "reasoning" and params.train.prompt == "plain"
     assert params.train.reward.format == 0.5
+
+
+def test_evaluate_methods_hold_relevance_top_k_by_default_and_accept_its_more_frames_variants(tmp_path):
+    assert {"relevance_topk", "relevance_topk_drop"} <= set(Params().evaluate.methods)
+    assert "relevance_topk_x4" not in Params().evaluate.methods  # accepted, not run by default
+    params = load_params(write(tmp_path, "evaluate:\n  methods: [resadapt_x4, relevance_topk_drop_x4]\n"))
+    assert params.evaluate.methods == ["resadapt_x4", "relevance_topk_drop_x4"]
+    with pytest.raises(ParamsError, match=re.escape("unknown method(s) ['relevance_topk_x3']")):
+        load_params(write(tmp_path, "evaluate:\n  methods: [relevance_topk_x3]\n"))

@@ -11,6 +11,7 @@
                   (A plain uniform rescale, ``fill=False``, shrinks every frame alike: two copies of the one frame
                   that matters then both fall below legibility. The sweep reports it as ``resadapt_uniform``.)
     TaskRes       one scale per task: the largest uniform scale whose realised tokens ≤ r_τ · tokens(1×)
+    Top-k         the chunks most similar to the query at s = 1 within B, the rest floored or dropped (topk.py)
 
 Every method reports the retention it realised, never the target: grid rounding and the one-token floor can land a
 method off its budget, and when even the floor is over budget (many frames, tiny r) the row says so.

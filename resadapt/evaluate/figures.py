@@ -17,7 +17,11 @@ from resadapt.io import atomic_path  # noqa: E402
 LABELS = {"full": "Full", "fixed_scale": "FixedScale", "random_drop": "RandomDrop", "taskres": "TaskRes",
           "resadapt": "ResAdapt", "resadapt_uniform": "ResAdapt (uniform rescale)",
           "resadapt_policy": "ResAdapt (policy)", "resadapt_x2": "ResAdapt 2x frames",
-          "resadapt_x4": "ResAdapt 4x frames"}
+          "resadapt_x4": "ResAdapt 4x frames", "relevance_topk": "Relevance top-k (floor)",
+          "relevance_topk_drop": "Relevance top-k (drop)", "relevance_topk_x2": "Relevance top-k (floor) 2x frames",
+          "relevance_topk_x4": "Relevance top-k (floor) 4x frames",
+          "relevance_topk_drop_x2": "Relevance top-k (drop) 2x frames",
+          "relevance_topk_drop_x4": "Relevance top-k (drop) 4x frames"}
 
 
 def label(method: str) -> str:

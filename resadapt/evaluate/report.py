@@ -5,6 +5,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from resadapt.evaluate.figures import label
+from resadapt.evaluate.paired import compare
+
+# (ours, baseline): the paired comparisons reported where both methods ran; the x2/x4 rows against the 1x clip
+# and against top-k on as many frames
+PAIRS = (("resadapt", "relevance_topk"), ("resadapt", "relevance_topk_drop"), ("resadapt", "fixed_scale"),
+         ("resadapt_x2", "resadapt"), ("resadapt_x4", "resadapt"),
+         *((f"resadapt_x{k}", f"{m}_x{k}") for k in (2, 4) for m in ("relevance_topk", "relevance_topk_drop")))
 
 
 def budget_key(r: float | None) -> str:
@@ -37,13 +44,52 @@ def checks(rows: Sequence[dict], target: float, min_margin: float, full_toleranc
     return out
 
 
-def metrics_json(rows: Sequence[dict], check: dict) -> dict:
-    """{method: {budget key: metrics}} plus the checks: what ``dvc metrics diff`` compares between commits."""
+def paired(rows: Sequence[dict], target: float, seed: int = 0, pairs: Sequence[tuple[str, str]] = PAIRS) -> dict:
+    """{"<ours>_vs_<baseline>": {budget key: Δ, CI, McNemar p, significant, n, both retentions}, "summary": ...}
+    on MCQ correctness at every budget both methods ran (resadapt.evaluate.paired). The summary: whether ``ours``
+    is nowhere significantly below the baseline, and its largest Δ at a budget ≤ ``target``."""
+    out: dict = {}
+    for ours, other in pairs:
+        points = {}
+        for a in (r for r in rows if r["method"] == ours and r["budget"] is not None):
+            b = point(rows, other, a["budget"])
+            if b is None or not a["scores"]["mcq"]:
+                continue
+            points[a["budget"]] = compare(a["scores"]["mcq"], b["scores"]["mcq"], seed) | {
+                "budget": a["budget"], "retention": a["retention"], "retention_baseline": b["retention"]}
+        if not points:
+            continue
+        low = {r: p for r, p in points.items() if r <= target + 1e-9}
+        best = max(low, key=lambda r: low[r]["diff"]) if low else None
+        out[f"{ours}_vs_{other}"] = {budget_key(r): p for r, p in sorted(points.items())} | {"summary": {
+            "never_significantly_below": not any(p["significant"] and p["diff"] < 0 for p in points.values()),
+            "max_diff_at_or_below_target": low[best]["diff"] if low else None,
+            "max_diff_budget": best, "max_diff_significant": low[best]["significant"] if low else None}}
+    return out
+
+
+def metrics_json(rows: Sequence[dict], check: dict, comparisons: dict | None = None) -> dict:
+    """{method: {budget key: metrics}} plus the checks and the paired comparisons: what ``dvc metrics diff``
+    compares between commits (per-sample scores go to ``per_sample``)."""
     out: dict = {}
     for r in rows:
-        out.setdefault(r["method"], {})[budget_key(r["budget"])] = {
-            k: (round(v, 5) if isinstance(v, float) else v) for k, v in r.items() if k not in ("method", "budget")}
-    return out | {"checks": check}
+        out.setdefault(r["method"], {})[budget_key(r["budget"])] = _rounded(
+            {k: v for k, v in r.items() if k not in ("method", "budget", "scores")})
+    return out | {"checks": check, "paired": _rounded(comparisons or {})}
+
+
+def per_sample(rows: Sequence[dict]) -> dict:
+    """{method: {budget key: {"mcq": {key: 1/0}, "grounding": {key: IoU}}}}: every row's per-sample scores."""
+    out: dict = {}
+    for r in rows:
+        out.setdefault(r["method"], {})[budget_key(r["budget"])] = _rounded(r["scores"])
+    return out
+
+
+def _rounded(x):
+    if isinstance(x, dict):
+        return {k: _rounded(v) for k, v in x.items()}
+    return round(x, 5) if isinstance(x, float) else x
 
 
 def pareto_rows(rows: Sequence[dict]) -> list[dict]:
@@ -54,6 +100,34 @@ def pareto_rows(rows: Sequence[dict]) -> list[dict]:
 
 def _pct(x: float | None) -> str:
     return "–" if x is None else f"{100 * x:.1f}"
+
+
+def paired_markdown(comparisons: dict) -> list[str]:
+    lines = ["", "## Paired comparisons (MCQ accuracy)", "",
+             "Δ = accuracy difference in points on the same questions at the same budget r (measured retentions",
+             "in brackets: ours / baseline); 95% paired bootstrap CI; significant when the CI excludes 0; McNemar's",
+             "exact p alongside.", "",
+             "| comparison | r | Δ (points) | 95% CI | McNemar p | significant | retention % |",
+             "|---|---|---|---|---|---|---|"]
+    for name, points in comparisons.items():
+        ours, other = name.split("_vs_")
+        for key, p in points.items():
+            if key == "summary":
+                continue
+            lines.append(f"| {label(ours)} vs {label(other)} | {p['budget']:g} | "
+                         f"{100 * p['diff']:+.1f} | [{100 * p['ci_low']:+.1f}, {100 * p['ci_high']:+.1f}] | "
+                         f"{p['p_mcnemar']:.3g} | {'yes' if p['significant'] else 'no'} | "
+                         f"{_pct(p['retention'])} / {_pct(p['retention_baseline'])} |")
+    lines.append("")
+    for name, points in comparisons.items():
+        ours, other = (label(m) for m in name.split("_vs_"))
+        s = points["summary"]
+        best = ("" if s["max_diff_budget"] is None else f"; largest Δ at a budget ≤ the target: "
+                f"{100 * s['max_diff_at_or_below_target']:+.1f} points at r = {s['max_diff_budget']:g}"
+                f" ({'significant' if s['max_diff_significant'] else 'not significant'})")
+        lines.append(f"- {ours} vs {other}: {'nowhere' if s['never_significantly_below'] else 'somewhere'} "
+                     f"significantly below{best}.")
+    return lines
 
 
 def accuracy_table(rows: Sequence[dict], budgets: Sequence[float]) -> list[str]:
@@ -72,14 +146,19 @@ def accuracy_table(rows: Sequence[dict], budgets: Sequence[float]) -> list[str]:
     return lines
 
 
-def split_section(split: str, rows: Sequence[dict], budgets: Sequence[float]) -> str:
+def split_section(split: str, rows: Sequence[dict], budgets: Sequence[float], comparisons: dict | None = None
+                  ) -> str:
     """Another split's accuracy table (a test split, or a long-video split), appended to the report."""
     n = max((r["n_mcq"] for r in rows), default=0)
-    return "\n".join(["", f"## Split `{split}`", "", f"MCQ accuracy % (measured retention %), {n} mcq videos.", "",
-                      *accuracy_table(rows, budgets)]) + "\n"
+    lines = ["", f"## Split `{split}`", "", f"MCQ accuracy % (measured retention %), {n} mcq videos.", "",
+             *accuracy_table(rows, budgets)]
+    if comparisons:
+        lines += [line.replace("## Paired", f"### `{split}`: paired") for line in paired_markdown(comparisons)]
+    return "\n".join(lines) + "\n"
 
 
-def markdown(rows: Sequence[dict], check: dict, budgets: Sequence[float], notes: Sequence[str] = ()) -> str:
+def markdown(rows: Sequence[dict], check: dict, budgets: Sequence[float], notes: Sequence[str] = (),
+             comparisons: dict | None = None) -> str:
     lines = ["# Budget sweep", "", "MCQ accuracy % (measured retention %) per retention budget r. Full and the",
              "unconstrained policy have one operating point each.", "", *accuracy_table(rows, budgets)]
     lines += ["", "† realised retention above r: grid rounding, whole frames, or the one-token floor.", "",
@@ -92,6 +171,8 @@ def markdown(rows: Sequence[dict], check: dict, budgets: Sequence[float], notes:
                      f"{_pct(r['r@0.7'])} | {_pct(r['retention'])} | {r['tokens']:.1f} | {r['prefill_ms']:.2f} |")
     lines += ["", "## Checks", "", "| check | value |", "|---|---|"]
     lines += [f"| {k} | {round(v, 4) if isinstance(v, float) else v} |" for k, v in check.items()]
+    if comparisons:
+        lines += paired_markdown(comparisons)
     if notes:
         lines += ["", "## Notes", ""] + [f"- {n}" for n in notes]
     return "\n".join(lines) + "\n"

@@ -18,6 +18,7 @@ from resadapt.data.sample import Video
 from resadapt.evaluate.budget import fixed_scales, full_tokens, match_budget, random_keep, uniform_scale
 from resadapt.evaluate.metrics import summarise
 from resadapt.evaluate.taskres import TaskRes
+from resadapt.evaluate.topk import frame_query_match, relevance_topk
 from resadapt.features.coarse import Features
 
 
@@ -30,8 +31,10 @@ class EvalSet:
 
 
 def answer(backbone, videos: Sequence[Video], items: Sequence[Item], base_tokens: Sequence[int],
-           batch_size: int = 32) -> tuple[dict, list[str]]:
-    """Greedy answers for ``items`` (one per video); retention is against each video's 1× full tokens."""
+           batch_size: int = 32) -> tuple[dict, list[str], dict[str, dict[str, float]]]:
+    """Greedy answers for ``items`` (one per video); retention is against each video's 1× full tokens. Returns
+    the summary, the answer texts and the per-sample scores {"mcq": {key: 1/0}, "grounding": {key: IoU}} (what
+    paired comparisons between methods read)."""
     groups: dict[int, list[int]] = defaultdict(list)  # one backbone call holds clips of one frame count
     for i, it in enumerate(items):
         groups[len(it.frames)].append(i)
@@ -46,11 +49,12 @@ def answer(backbone, videos: Sequence[Video], items: Sequence[Item], base_tokens
             seconds += time.perf_counter() - t0
             for i, ans, tok in zip(chunk, rollouts.answers, rollouts.tokens, strict=True):
                 texts[i], tokens[i] = ans[0], tok
-    correct, ious = [], []
+    scores: dict[str, dict[str, float]] = {"mcq": {}, "grounding": {}}
     for v, text in zip(videos, texts, strict=True):
-        (correct if v.meta["task"] == "mcq" else ious).append(v.score(text))
+        scores["mcq" if v.meta["task"] == "mcq" else "grounding"][v.key] = v.score(text)
+    correct, ious = list(scores["mcq"].values()), list(scores["grounding"].values())
     retention = [t / b for t, b in zip(tokens, base_tokens, strict=True)]
-    return summarise(correct, ious, tokens, retention, seconds), texts
+    return summarise(correct, ious, tokens, retention, seconds), texts, scores
 
 
 def frame_size(video: Video) -> tuple[int, int]:
@@ -70,6 +74,40 @@ def resadapt_scales(allocator: Allocator, evalset: EvalSet, backbone, r: float |
     return out
 
 
+TOPK = ("relevance_topk", "relevance_topk_drop")  # floors / drops the frames outside the selection
+
+
+def frames_multiplier(method: str) -> int:
+    """k for a method run on k× the frames (named ``<method>_x<k>``), else 1."""
+    _, sep, k = method.rpartition("_x")
+    return int(k) if sep and k.isdigit() else 1
+
+
+def topk_variant(method: str) -> str | None:
+    """The top-k variant (one of TOPK) a method runs, on any number of frames; None for other methods."""
+    k = frames_multiplier(method)
+    name = method.removesuffix(f"_x{k}") if k > 1 else method
+    return name if name in TOPK else None
+
+
+def topk_items(evalset: EvalSet, backbone, r: float, base_tokens: Sequence[int], s_min: float, drop: bool,
+               style: str = "plain", keyed: bool = True) -> list[Item]:
+    """Per video: relevance top-k (resadapt.evaluate.topk) on the features' frame–query match, within
+    r · (1× full tokens); dropped frames keep their own time segments. ``keyed``: items carry the shard key (the
+    1× clip with every frame encoded)."""
+    n = len(evalset.videos)
+    match = frame_query_match(evalset.features.frame_embed[list(range(n))],
+                              evalset.features.query_embed[list(range(n))])  # [N, T]
+    items = []
+    for i, v in enumerate(evalset.videos):
+        q = Query.from_meta(v.meta, style)
+        sel = relevance_topk(match[i, : len(v.frames)], frame_size(v), backbone.grid, r * base_tokens[i], s_min, drop)
+        segments = Item(v.frames, [1.0] * len(v.frames), q).frame_segments()
+        items.append(Item(v.frames[sel.keep], sel.scales, q, key=v.key if keyed and not drop else None,
+                          segments=[segments[t] for t in sel.keep] if drop else None))
+    return items
+
+
 def sweep(backbone, allocator: Allocator, sets: dict[int, EvalSet], budgets: Sequence[float], methods: Sequence[str],
           taskres: TaskRes | None, seed: int = 0, progress: bool = True, batch_size: int = 32,
           style: str = "plain") -> list[dict]:
@@ -81,8 +119,8 @@ def sweep(backbone, allocator: Allocator, sets: dict[int, EvalSet], budgets: Seq
     rows = []
 
     def run(method: str, budget: float | None, items: list[Item], videos: list[Video]) -> None:
-        metrics, _ = answer(backbone, videos, items, base_tokens, batch_size)
-        rows.append({"method": method, "budget": budget, **metrics})
+        metrics, _, scores = answer(backbone, videos, items, base_tokens, batch_size)
+        rows.append({"method": method, "budget": budget, **metrics, "scores": scores})
 
     jobs = [(m, r) for m in methods for r in ([None] if m in ("full", "resadapt_policy") else budgets)]
     for method, r in tqdm(jobs, desc="evaluate", unit="point", disable=not progress):
@@ -100,6 +138,13 @@ def sweep(backbone, allocator: Allocator, sets: dict[int, EvalSet], budgets: Seq
                 segments = Item(v.frames, [1.0] * len(v.frames), q).frame_segments()
                 items.append(Item(v.frames[keep], [1.0] * len(keep), q, segments=[segments[i] for i in keep]))
             run(method, r, items, base.videos)
+        elif topk_variant(method):
+            k = frames_multiplier(method)
+            if k not in sets:
+                raise ValueError(f"method {method}: no {k}x-frame clips were loaded")
+            run(method, r, topk_items(sets[k], backbone, r, base_tokens, allocator.config.s_min,
+                                      drop=topk_variant(method) == "relevance_topk_drop", style=style, keyed=k == 1),
+                sets[k].videos)
         elif method == "taskres":
             if taskres is None:
                 raise ValueError("method taskres needs a calibration (TaskRes)")

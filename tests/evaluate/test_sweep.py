@@ -8,7 +8,7 @@ from resadapt.allocator.model import Allocator, AllocatorConfig
 from resadapt.backbone.builtin import BuiltinBackbone, BuiltinConfig, BuiltinVideoQA
 from resadapt.data.sample import Video
 from resadapt.data.synth import PALETTE, STRIPES, render_frame
-from resadapt.evaluate.report import checks, markdown, metrics_json, pareto_rows
+from resadapt.evaluate.report import checks, markdown, metrics_json, paired, pareto_rows
 from resadapt.evaluate.sweep import EvalSet, sweep
 from resadapt.evaluate.taskres import calibrate
 from resadapt.features.coarse import Features
@@ -54,7 +54,8 @@ def result():
     one, two = clips(6, 1), clips(6, 2)
     sets = {1: EvalSet(one, features(one)), 2: EvalSet(two, features(two))}
     taskres = calibrate(backbone, one, scales=(0.25, 1.0), n=4)
-    methods = ["full", "fixed_scale", "random_drop", "taskres", "resadapt", "resadapt_policy", "resadapt_x2"]
+    methods = ["full", "fixed_scale", "random_drop", "taskres", "relevance_topk", "relevance_topk_drop", "resadapt",
+               "resadapt_policy", "resadapt_x2", "relevance_topk_drop_x2"]
     return sweep(backbone, allocator, sets, [0.25, 0.5, 1.0], methods, taskres, progress=False)
 
 
@@ -63,30 +64,42 @@ def row(rows, method, budget):
 
 
 def test_every_method_reports_what_it_spent(result):
-    assert len(result) == 2 + 5 * 3  # full and the policy once, the rest at each budget
+    assert len(result) == 2 + 8 * 3  # full and the policy once, the rest at each budget
     assert row(result, "full", 1.0)["retention"] == 1.0
     for r in (0.25, 0.5, 1.0):
         assert row(result, "random_drop", r)["retention"] == max(1, round(r * T)) / T
         assert row(result, "resadapt", r)["retention"] <= r + 1e-9
         assert row(result, "resadapt_x2", r)["retention"] <= r + 1e-9  # against the 1x clip's tokens
+        assert row(result, "relevance_topk", r)["retention"] <= r + 1e-9  # floored frames' tokens count
+        assert row(result, "relevance_topk_drop", r)["retention"] <= r + 1e-9
+        assert row(result, "relevance_topk_drop_x2", r)["retention"] <= r + 1e-9  # 8 frames on the 4-frame budget
         fixed = row(result, "fixed_scale", r)
         assert abs(fixed["retention"] - r) <= 0.07 and fixed["tokens"] == fixed["retention"] * 64
     for p in result:
         assert p["n_mcq"] == 4 and p["n_grounding"] == 2
         assert p["prefill_ms"] > 0 and 0 <= p["accuracy"] <= 1 and 0 <= p["miou"] <= 1
         assert p["r@0.3"] >= p["r@0.5"] >= p["r@0.7"]
+        assert len(p["scores"]["mcq"]) == 4 and p["accuracy"] == sum(p["scores"]["mcq"].values()) / 4
+        assert p["miou"] == pytest.approx(sum(p["scores"]["grounding"].values()) / 2)
+    # 64 tokens per 4-frame clip, so at r = 1 top-k keeps every frame at scale 1: Full's answers, sample by sample
+    assert row(result, "relevance_topk", 1.0)["scores"] == row(result, "full", 1.0)["scores"]
 
 
 def test_outputs_hold_every_row_and_the_checks(result):
     check = checks(result, 0.25, min_margin=0.3)
     assert {"resadapt_minus_fixed", "beats_fixed", "resadapt_minus_full", "x2_minus_x1"} <= set(check)
-    metrics = metrics_json(result, check)
+    comparisons = paired(result, 0.25)
+    assert {"resadapt_vs_relevance_topk", "resadapt_vs_relevance_topk_drop", "resadapt_vs_fixed_scale",
+            "resadapt_x2_vs_resadapt", "resadapt_x2_vs_relevance_topk_drop_x2"} == set(comparisons)
+    assert all(set(c) == {"r025", "r050", "r100", "summary"} for c in comparisons.values())
+    metrics = metrics_json(result, check, comparisons)
     assert metrics["fixed_scale"]["r025"]["retention"] == pytest.approx(row(result, "fixed_scale", 0.25)["retention"],
                                                                         abs=1e-5)
     assert "policy" in metrics["resadapt_policy"]
     assert len(pareto_rows(result)) == len(result)
-    text = markdown(result, check, [0.25, 0.5, 1.0])
-    assert "| ResAdapt 2x frames |" in text and "beats_fixed" in text
+    text = markdown(result, check, [0.25, 0.5, 1.0], comparisons=comparisons)
+    assert "| ResAdapt 2x frames |" in text and "beats_fixed" in text and "| Relevance top-k (drop) |" in text
+    assert "| ResAdapt vs Relevance top-k (floor) | 0.25 |" in text
 
 
 def test_a_trained_allocator_through_the_budget_operator_beats_fixed_scale_where_one_frame_matters(tmp_path):
