@@ -59,7 +59,7 @@ def more_frames(params, videos: list[Video], k: int, encoder, progress: bool) ->
 def main(params, args) -> None:
     p, target = params.evaluate, params.register_.target_budget
     torch.set_num_threads(p.threads)
-    try:  # no per-frame cache: prefill times are real
+    try:
         backbone = build_backbone(BackboneSpec.from_params(params, trained=True))
     except (BackboneError, PinError, OSError) as exc:
         raise StageError(f"backbone: {exc}") from None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -37,20 +36,17 @@ def answer(backbone, videos: Sequence[Video], items: Sequence[Item], base_tokens
         groups[len(it.frames)].append(i)
     texts: list[str] = [""] * len(items)
     tokens: list[int] = [0] * len(items)
-    seconds = 0.0
     for idx in groups.values():
         for start in range(0, len(idx), batch_size):
             chunk = idx[start : start + batch_size]
-            t0 = time.perf_counter()
             rollouts = backbone.generate([items[i] for i in chunk], greedy=True)
-            seconds += time.perf_counter() - t0
             for i, ans, tok in zip(chunk, rollouts.answers, rollouts.tokens, strict=True):
                 texts[i], tokens[i] = ans[0], tok
     correct, ious = [], []
     for v, text in zip(videos, texts, strict=True):
         (correct if v.meta["task"] == "mcq" else ious).append(v.score(text))
     retention = [t / b for t, b in zip(tokens, base_tokens, strict=True)]
-    return summarise(correct, ious, tokens, retention, seconds), texts
+    return summarise(correct, ious, tokens, retention), texts
 
 
 def frame_size(video: Video) -> tuple[int, int]:
