@@ -82,7 +82,7 @@ def run_stage(root: str | Path, stage: str, force: bool = False, log=print) -> S
 
 
 def evaluation_table(root: str | Path = ".") -> list[dict]:
-    """The sweep as table rows (method, budget, accuracy, retention, mIoU, tokens, prefill ms)."""
+    """The sweep as table rows (method, budget, accuracy, retention, mIoU, tokens)."""
     path = Path(root) / EVAL_METRICS
     if not path.is_file():
         return []
@@ -93,7 +93,7 @@ def evaluation_table(root: str | Path = ".") -> list[dict]:
             continue
         for budget, m in points.items():
             rows.append({"method": method, "budget": budget, "accuracy": m["accuracy"], "retention": m["retention"],
-                         "miou": m["miou"], "tokens": m["tokens"], "prefill_ms": m["prefill_ms"]})
+                         "miou": m["miou"], "tokens": m["tokens"]})
     return rows
 
 

@@ -75,7 +75,7 @@ def eval_sets(params, split: str, multipliers: Sequence[int], encoder, progress:
 def main(params, args) -> None:
     p, target = params.evaluate, params.register_.target_budget
     torch.set_num_threads(p.threads)
-    try:  # no per-frame cache: prefill times are real
+    try:
         backbone = build_backbone(BackboneSpec.from_params(params, trained=True))
     except (BackboneError, PinError, OSError) as exc:
         raise StageError(f"backbone: {exc}") from None

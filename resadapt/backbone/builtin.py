@@ -32,6 +32,8 @@ from resadapt.rewards.choice import chosen_letter
 from resadapt.rewards.spans import format_span, iou, parse_span
 
 _WORD = re.compile(r"[a-z]+")
+# cells per pass through the stem: a pass's activations (~10 MB) stay near the cache, its overhead stays small
+CELLS_PER_PASS = 1024
 
 
 def words(text: str) -> list[str]:
@@ -80,25 +82,49 @@ class BuiltinVideoQA(PreTrainedModel):
             module.reset_parameters()
 
     def encode_frames(self, frames: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        """uint8 frames [h, w, 3] of any grid sizes → padded tokens [n, L_max, width] and their mask [n, L_max].
+        """uint8 frames [h, w, 3] of any grid sizes → packed tokens [N, width] and tokens per frame [n].
 
-        Frame i has (h/F)·(w/F) tokens. Frames of one size run through the stem together.
+        Frame i has L_i = (h/F)·(w/F) tokens and N = Σ_i L_i; frame 0's tokens come first, each frame's in row-major
+        cell order. Both stem convolutions have stride = kernel, so a token depends on its own F×F cell only:
+
+            x_l = LayerNorm(GELU(W₂ · GELU(W₁ · (p_l / 255 − ½) + b₁) + b₂))     p_l: the 4×4 patches of cell l
+
+        two matmuls over all cells of one frame size (frames of every size in one batch): cost ∝ N, no padding.
         """
+        f, q = self.config.factor, self.config.factor // 4
+        conv1, conv2 = self.stem[0], self.stem[2]
+        # W₁ over (row, col, channel) of a 4×4 patch, with the pixel normalisation folded in; W₂ over (row, col,
+        # channel) of a cell's q×q patches: the orders in which the cells are laid out below
+        w1 = conv1.weight.permute(0, 2, 3, 1).flatten(1)  # [C, 48]
+        w1_pixels, b1 = w1 / 255, conv1.bias - 0.5 * w1.sum(1)  # W₁ · (p / 255 − ½) + b₁ on raw pixels p
+        w2 = conv2.weight.permute(0, 2, 3, 1).flatten(1)  # [width, q·q·C]
         groups: dict[tuple[int, int], list[int]] = defaultdict(list)
-        for i, f in enumerate(frames):
-            groups[tuple(f.shape[:2])].append(i)
-        length = max((h // self.config.factor) * (w // self.config.factor) for h, w in groups)
-        parts, masks, order = [], [], []
-        for idx in groups.values():
-            x = torch.stack([frames[i] for i in idx]).to(self.device).permute(0, 3, 1, 2)
-            x = x.to(self.dtype).div_(255).sub_(0.5)
-            tokens = self.token_norm(self.stem(x).flatten(2).transpose(1, 2))  # [n, L, width]
-            parts.append(F.pad(tokens, (0, 0, 0, length - tokens.shape[1])))
-            masks.append(torch.arange(length, device=self.device).expand(len(idx), -1) < tokens.shape[1])
+        for i, frame in enumerate(frames):
+            if frame.shape[0] < f or frame.shape[1] < f:
+                raise ValueError(f"frame {i}: {tuple(frame.shape[:2])} is smaller than one {f}×{f} token cell")
+            groups[(frame.shape[0] // f, frame.shape[1] // f)].append(i)
+        parts, order = [], []
+        for (rows, cols), idx in groups.items():  # frames of one size, a few at a time: [g, rows, q, 4, cols, q, 4, 3]
+            step = max(1, CELLS_PER_PASS // (rows * cols))
+            for start in range(0, len(idx), step):
+                x = torch.stack([frames[i][: rows * f, : cols * f] for i in idx[start : start + step]])
+                x = x.to(self.device).view(-1, rows, q, 4, cols, q, 4, 3).permute(0, 1, 4, 2, 5, 3, 6, 7)
+                patches = x.to(self.dtype, memory_format=torch.contiguous_format).view(-1, 48)  # [g·L·q², 48]
+                hidden = F.gelu(F.linear(patches, w1_pixels, b1)).view(-1, q * q * conv1.out_channels)  # [g·L, q²·C]
+                parts.append(F.gelu(F.linear(hidden, w2, conv2.bias)))  # [g·L, width]
             order += idx
-        inverse = torch.empty(len(order), dtype=torch.long, device=self.device)
-        inverse[torch.tensor(order, device=self.device)] = torch.arange(len(order), device=self.device)
-        return torch.cat(parts)[inverse], torch.cat(masks)[inverse]
+        tokens = self.token_norm(torch.cat(parts))  # [N, width], frames in group order
+        lengths = torch.tensor([(frames[i].shape[0] // f) * (frames[i].shape[1] // f) for i in order],
+                               device=self.device)
+        if order == sorted(order):
+            return tokens, lengths
+        rank = torch.empty_like(lengths)
+        rank[torch.tensor(order, device=self.device)] = torch.arange(len(order), device=self.device)
+        starts = lengths.cumsum(0) - lengths  # where each frame's tokens start, in group order
+        lengths = lengths[rank]  # frame order from here
+        within = torch.arange(len(tokens), device=self.device) - (lengths.cumsum(0) - lengths).repeat_interleave(
+            lengths)
+        return tokens[starts[rank].repeat_interleave(lengths) + within], lengths
 
     def word_ids(self, text: str) -> list[int]:
         return [self._word_index.get(w, 0) for w in words(text)] or [0]
@@ -106,17 +132,20 @@ class BuiltinVideoQA(PreTrainedModel):
     def frame_outputs(self, frames: Sequence[torch.Tensor]) -> dict[str, torch.Tensor]:
         """What each frame says on its own, whatever the question: border colour and the glyph class it reads.
 
-        frames: n uint8 [h, w, 3] → tokens [n, L, width], glyph_logits [n, L, K+1], token_mask [n, L],
-        colour_logits [n, C],
+        frames: n uint8 [h, w, 3] → per token (packed, see ``encode_frames``): tokens [N, width], glyph_logits
+        [N, K+1]; per frame: token_mask [n, L_max] (``padded[token_mask] = packed``), colour_logits [n, C],
         log_class_t [n, K] (the class read where the glyph most likely is: log Σ_l b_l softmax(g_l)).
+        Every reduction over a frame's tokens is a segment reduction over its L_i tokens.
         """
-        feats, mask = self.encode_frames(frames)
-        glyph_logits = self.glyph_head(feats)
-        pooled = (feats * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)
+        feats, lengths = self.encode_frames(frames)
+        frame = torch.arange(len(lengths), device=self.device).repeat_interleave(lengths)  # [N]: token → its frame
+        glyph_logits = self.glyph_head(feats)  # [N, K+1]
+        pooled = feats.new_zeros(len(lengths), feats.shape[1]).index_add_(0, frame, feats) / lengths[:, None]
         log_g = glyph_logits.log_softmax(-1)
-        presence = torch.logsumexp(log_g[..., :-1], -1) - log_g[..., -1]
-        log_b = presence.masked_fill(~mask, float("-inf")).log_softmax(-1)  # [n, L]
-        log_class_t = torch.logsumexp(log_b[..., None] + glyph_logits[..., :-1].log_softmax(-1), 1)
+        presence = torch.logsumexp(log_g[:, :-1], -1) - log_g[:, -1]  # [N]
+        log_b = presence - segment_logsumexp(presence, frame, len(lengths))[frame]  # [N]: log softmax_l per frame
+        log_class_t = segment_logsumexp(log_b[:, None] + glyph_logits[:, :-1].log_softmax(-1), frame, len(lengths))
+        mask = torch.arange(int(lengths.max()), device=self.device) < lengths[:, None]
         return {"tokens": feats, "glyph_logits": glyph_logits, "token_mask": mask,
                 "colour_logits": self.colour_head(pooled), "log_class_t": log_class_t}
 
@@ -139,7 +168,8 @@ class BuiltinVideoQA(PreTrainedModel):
         """``frames[b][t]``: uint8 [h, w, 3] at the size the budget operator chose; every item has T frames."""
         n_items, n_frames = len(frames), len(frames[0])
         out = self.frame_outputs([f for item in frames for f in item])
-        out = {k: v.view(n_items, n_frames, *v.shape[1:]) for k, v in out.items()}  # [B, T, ...]
+        per_frame = ("token_mask", "colour_logits", "log_class_t")  # the others stay packed: [N, ...]
+        out |= {k: out[k].view(n_items, n_frames, *out[k].shape[1:]) for k in per_frame}  # [B, T, ...]
         return out | self.answer(out["colour_logits"], out["log_class_t"], questions)
 
     def option_logprobs(self, log_class: torch.Tensor, options: Sequence[Sequence[str]]) -> list[torch.Tensor]:
@@ -153,6 +183,16 @@ class BuiltinVideoQA(PreTrainedModel):
             scores = torch.stack([log_class[b, index[o]] if o in index else log_class.new_tensor(-30.0) for o in opts])
             out.append(scores.log_softmax(-1))
         return out
+
+
+def segment_logsumexp(x: torch.Tensor, segment: torch.Tensor, n: int) -> torch.Tensor:
+    """x [N, ...], segment [N] (each row's segment in 0..n-1, none empty) → [n, ...]: log Σ_{l ∈ s} exp(x_l).
+
+    Shifted by each segment's max m_s (a constant for the gradient): m_s + log Σ exp(x_l − m_s).
+    """
+    index = segment.view(-1, *[1] * (x.dim() - 1)).expand_as(x)
+    m = x.new_full((n, *x.shape[1:]), float("-inf")).scatter_reduce_(0, index, x.detach(), "amax")
+    return m + x.new_zeros(m.shape).index_add_(0, segment, (x - m[segment]).exp()).log()
 
 
 def resize_batch(frames: Sequence[torch.Tensor], sizes: Sequence[tuple[int, int]]) -> list[torch.Tensor]:

@@ -115,14 +115,14 @@ def train(videos: list[Video], steps: int, batch_size: int, lr: float, warmup: i
         frame_colours = torch.tensor([[colours[f["colour"]] for f in sampled_labels(v.meta)[0]] for v in batch])
         loss_colour = F.cross_entropy(out["colour_logits"].flatten(0, 1), frame_colours.flatten())
         loss_query = F.cross_entropy(out["query_colour"], frame_colours[torch.arange(len(batch)), targets])
-        length = out["glyph_logits"].shape[2]
+        length = out["token_mask"].shape[2]
         labels = torch.stack([
             _token_labels(sampled_labels(v.meta)[0], p.sizes, tuple(v.frames.shape[1:3]), model.config.factor,
                           n_classes,
                           classes, length, [s >= LEGIBLE for s in it.scales])
             for v, p, it in zip(batch, plans, items, strict=True)])
         # a batch with no frame at a legible scale has no cell labels (cross-entropy over nothing is NaN)
-        loss_tokens = (F.cross_entropy(out["glyph_logits"].flatten(0, 2), labels.flatten(), weight=none_weight,
+        loss_tokens = (F.cross_entropy(out["glyph_logits"], labels[out["token_mask"]], weight=none_weight,
                                        ignore_index=-100) if (labels >= 0).any() else loss_answer.new_zeros(()))
         # a frame too small to show a glyph must not claim one: when the pointer splits between two frames of the
         # asked colour (the same scene sampled twice), a biased guess from the small copy would outvote the sharp one

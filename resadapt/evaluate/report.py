@@ -162,13 +162,14 @@ def markdown(rows: Sequence[dict], check: dict, budgets: Sequence[float], notes:
     lines = ["# Budget sweep", "", "MCQ accuracy % (measured retention %) per retention budget r. Full and the",
              "unconstrained policy have one operating point each.", "", *accuracy_table(rows, budgets)]
     lines += ["", "† realised retention above r: grid rounding, whole frames, or the one-token floor.", "",
-              "Grounding: mIoU and R@0.3/0.5/0.7 (%), measured retention, tokens and prefill time per sample.", "",
-              "| method | r | mIoU | R@0.3 | R@0.5 | R@0.7 | retention | tokens | prefill ms |",
-              "|---|---|---|---|---|---|---|---|---|"]
+              "Grounding: mIoU and R@0.3/0.5/0.7 (%), measured retention and visual tokens per sample",
+              "(prefill time against tokens: benchmarks/backbone_prefill.py).", "",
+              "| method | r | mIoU | R@0.3 | R@0.5 | R@0.7 | retention | tokens |",
+              "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         b = "policy" if r["budget"] is None else f"{r['budget']:g}"
         lines.append(f"| {label(r['method'])} | {b} | {_pct(r['miou'])} | {_pct(r['r@0.3'])} | {_pct(r['r@0.5'])} | "
-                     f"{_pct(r['r@0.7'])} | {_pct(r['retention'])} | {r['tokens']:.1f} | {r['prefill_ms']:.2f} |")
+                     f"{_pct(r['r@0.7'])} | {_pct(r['retention'])} | {r['tokens']:.1f} |")
     lines += ["", "## Checks", "", "| check | value |", "|---|---|"]
     lines += [f"| {k} | {round(v, 4) if isinstance(v, float) else v} |" for k, v in check.items()]
     if comparisons:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -40,13 +39,10 @@ def answer(backbone, videos: Sequence[Video], items: Sequence[Item], base_tokens
         groups[len(it.frames)].append(i)
     texts: list[str] = [""] * len(items)
     tokens: list[int] = [0] * len(items)
-    seconds = 0.0
     for idx in groups.values():
         for start in range(0, len(idx), batch_size):
             chunk = idx[start : start + batch_size]
-            t0 = time.perf_counter()
             rollouts = backbone.generate([items[i] for i in chunk], greedy=True)
-            seconds += time.perf_counter() - t0
             for i, ans, tok in zip(chunk, rollouts.answers, rollouts.tokens, strict=True):
                 texts[i], tokens[i] = ans[0], tok
     scores: dict[str, dict[str, float]] = {"mcq": {}, "grounding": {}}
@@ -54,7 +50,7 @@ def answer(backbone, videos: Sequence[Video], items: Sequence[Item], base_tokens
         scores["mcq" if v.meta["task"] == "mcq" else "grounding"][v.key] = v.score(text)
     correct, ious = list(scores["mcq"].values()), list(scores["grounding"].values())
     retention = [t / b for t, b in zip(tokens, base_tokens, strict=True)]
-    return summarise(correct, ious, tokens, retention, seconds), texts, scores
+    return summarise(correct, ious, tokens, retention), texts, scores
 
 
 def frame_size(video: Video) -> tuple[int, int]:

@@ -54,7 +54,8 @@ class BuiltinEncoder(Encoder):
     @torch.no_grad()
     def frames(self, small: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         out = self.model.frame_outputs(list(small.to(self.device)))
-        return out["tokens"].cpu(), out["colour_logits"].softmax(-1).cpu()
+        tokens = out["tokens"].view(len(small), -1, out["tokens"].shape[-1])  # every frame has side² / F² tokens
+        return tokens.cpu(), out["colour_logits"].softmax(-1).cpu()
 
     @torch.no_grad()
     def texts(self, texts: list[str]) -> tuple[list[torch.Tensor], torch.Tensor]:

@@ -56,7 +56,7 @@ def test_different_samples_cannot_be_paired():
 def row(method, budget, correct: dict, retention: float) -> dict:
     acc = sum(correct.values()) / len(correct)
     return {"method": method, "budget": budget, "accuracy": acc, "miou": 1.0, "r@0.3": 1.0, "r@0.5": 1.0,
-            "r@0.7": 1.0, "retention": retention, "retention_max": retention, "tokens": 1.0, "prefill_ms": 1.0,
+            "r@0.7": 1.0, "retention": retention, "retention_max": retention, "tokens": 1.0,
             "n_mcq": len(correct), "n_grounding": 1, "scores": {"mcq": correct, "grounding": {"g0": 1.0}}}
 
 
