@@ -1,7 +1,8 @@
 """Stage ``evaluate``: every method at every retention budget on ``evaluate.split`` (the efficiency frontier).
 
 Methods: Full, FixedScale, RandomDrop, TaskRes (fitted on ``evaluate.calibration_split``), ResAdapt (the trained
-Allocator rescaled to each budget), its unconstrained policy, and ResAdapt on 2x / 4x the frames at the same budget
+Allocator rescaled to each budget), its unconstrained policy, ResAdapt without the similarity signal (the ablation
+Allocator of ``train_nosim``, rescaled the same way), and ResAdapt on 2x / 4x the frames at the same budget
 (the eval videos decoded again at that frame count, exactly as the shard stage decodes). The backbone comes from the
 one factory: the built-in model or the pinned Qwen checkpoint, updated by ResAdapt-RL when ``train`` updated it.
 Writes, under
@@ -28,6 +29,7 @@ from resadapt.evaluate.budget import full_tokens
 from resadapt.evaluate.sweep import EvalSet, resadapt_scales, sweep
 from resadapt.evaluate.taskres import calibrate
 from resadapt.features.coarse import Features, load_features
+from resadapt.features.contrastive import ENCODER_DIR
 from resadapt.features.online import encode, make_encoder
 from resadapt.io import atomic_path, write_json
 from resadapt.stage import StageError, run_stage
@@ -64,6 +66,7 @@ def main(params, args) -> None:
     except (BackboneError, PinError, OSError) as exc:
         raise StageError(f"backbone: {exc}") from None
     allocator = Allocator.from_pretrained(params.train.out_dir).eval()
+    nosim = Allocator.from_pretrained(params.train_nosim.out_dir).eval() if "resadapt_nosim" in p.methods else None
     features = load_features(params.features.out_dir, p.split)
     videos = split_videos(params.shard.out_dir, p.split)
     if [v.key for v in videos] != features.keys:
@@ -72,7 +75,8 @@ def main(params, args) -> None:
     multipliers = sorted({int(m.removeprefix("resadapt_x")) for m in p.methods if m.startswith("resadapt_x")})
     if multipliers:
         f = params.features
-        encoder = make_encoder(f.encoder, f.side, params.backbone.out_dir, f.checkpoint, f.device, f.batch_size)
+        encoder = make_encoder(f.encoder, f.side, params.backbone.out_dir, f.checkpoint, f.device, f.batch_size,
+                               str(Path(f.out_dir) / ENCODER_DIR))
         for k in multipliers:
             sets[k] = more_frames(params, videos, k, encoder, progress=not args.no_progress)
     taskres = None
@@ -81,7 +85,7 @@ def main(params, args) -> None:
                             n=p.taskres_samples, seed=p.seed, progress=not args.no_progress, style=p.prompt,
                             batch_size=p.batch_size)
     rows = sweep(backbone, allocator, sets, p.budgets, p.methods, taskres, seed=p.seed,
-                 progress=not args.no_progress, batch_size=p.batch_size, style=p.prompt)
+                 progress=not args.no_progress, batch_size=p.batch_size, style=p.prompt, nosim=nosim)
     check = report.checks(rows, target, params.register_.min_margin)
 
     out = Path(p.out_dir)

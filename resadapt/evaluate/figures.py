@@ -17,7 +17,7 @@ from resadapt.io import atomic_path  # noqa: E402
 LABELS = {"full": "Full", "fixed_scale": "FixedScale", "random_drop": "RandomDrop", "taskres": "TaskRes",
           "resadapt": "ResAdapt", "resadapt_uniform": "ResAdapt (uniform rescale)",
           "resadapt_policy": "ResAdapt (policy)", "resadapt_x2": "ResAdapt 2x frames",
-          "resadapt_x4": "ResAdapt 4x frames"}
+          "resadapt_x4": "ResAdapt 4x frames", "resadapt_nosim": "ResAdapt without the similarity signal"}
 
 
 def label(method: str) -> str:
