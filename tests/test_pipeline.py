@@ -31,6 +31,8 @@ def scratch(tmp_path):
     params["shard"].update(n_frames=8, maxcount=3)
     params["backbone"].update(steps=6, batch_size=2, eval_split="eval", width=16, stem_channels=8)
     params["features"].update(splits=["train", "eval"])
+    params["features"]["contrastive"].update(steps=4, videos_per_step=2, dim=16, embed_dim=8)
+    params["train_nosim"].update(steps=2)
     params["train"].update(steps=3, prompts=2, allocations=2, answers=1, eval_split="eval", width=16, heads=2,
                            checkpoint_every=2)
     params["evaluate"].update(calibration_split="train", budgets=[0.15, 0.5, 1.0], heatmaps=2, taskres_samples=2)
@@ -58,9 +60,13 @@ def test_dvc_repro_runs_the_data_stages_then_has_nothing_to_do(scratch):
     assert train["steps"] == 3 and 0 < train["resadapt/retention"] <= 1.5
     assert (scratch / "models/allocator/model.safetensors").is_file()
     assert (scratch / "reports/train/live/metrics.json").is_file()
+    assert json.loads((scratch / "data/features/encoder/config.json").read_text())["params"]["steps"] == 4
+    assert json.loads((scratch / "models/allocator/config.json").read_text())["aligned_dim"] == 8
+    assert json.loads((scratch / "models/allocator_nosim/config.json").read_text())["aligned_dim"] == 0
+    assert json.loads((scratch / "reports/train_nosim/metrics.json").read_text())["steps"] == 2
     sweep = json.loads((scratch / "reports/evaluate/metrics.json").read_text())
     assert set(sweep) == {"full", "fixed_scale", "random_drop", "taskres", "resadapt", "resadapt_uniform",
-                          "resadapt_policy", "resadapt_x2", "resadapt_x4", "checks"}
+                          "resadapt_policy", "resadapt_x2", "resadapt_x4", "resadapt_nosim", "checks"}
     assert set(sweep["resadapt"]) == {"r015", "r050", "r100"} and sweep["resadapt"]["r015"]["retention"] <= 0.15
     for name in ("pareto.png", "heatmaps.png", "report.md", "pareto.json"):
         assert (scratch / "reports/evaluate" / name).stat().st_size > 0
@@ -68,6 +74,7 @@ def test_dvc_repro_runs_the_data_stages_then_has_nothing_to_do(scratch):
     margin = sweep["resadapt"]["r015"]["accuracy"] - sweep["fixed_scale"]["r015"]["accuracy"]
     assert decision["registered"] == (margin >= 0.3)
     assert (scratch / "models/package/model.safetensors").is_file() == decision["registered"]
+    assert (scratch / "models/package/encoder/model.safetensors").is_file() == decision["registered"]
     assert "ResAdapt Allocator" in (scratch / "models/package/README.md").read_text()
     plots = sh(scratch, "dvc", "plots", "show", "-o", "plots_out", check=False)
     assert plots.returncode == 0, plots.stderr

@@ -1,15 +1,20 @@
 """The contrastive encoder: trained on frame–caption pairs of real synthetic shards, blind to the questions."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
 
+from resadapt.allocator.model import Allocator, AllocatorConfig
 from resadapt.backbone.interface import Query
 from resadapt.config import ContrastiveParams
 from resadapt.data.shards import iter_split, sampled_labels
 from resadapt.features.captions import TEMPLATES, Vocabulary, caption, captioned_frames, coarse_samples, words
 from resadapt.features.contrastive import ContrastiveEncoder, load_dual_encoder, save_dual_encoder, train_dual_encoder
 from resadapt.features.extract import encode, extract_split
+from resadapt.inference import Package
+from tests.conftest import counting_clip
 from tests.features.conftest import N_FRAMES
 
 QUICK = ContrastiveParams(steps=12, videos_per_step=2, dim=16, embed_dim=8)
@@ -70,3 +75,19 @@ def test_zero_shot_it_finds_the_queried_frame_from_the_question_and_stays_frozen
     assert features.text_mask[0].sum() == len(words(first.question))
     again = encode(encoder, [torch.from_numpy(next(iter(iter_split(str(synth["plain"]), "val")))[1])], [first])
     assert torch.allclose(again.frame_embed[0], features.frame_embed[0], atol=1e-5)
+
+
+def test_a_package_allocates_with_its_contrastive_encoder(synth, tmp_path):
+    model, _ = train(synth["plain"])
+    pkg = tmp_path / "package"
+    save_dual_encoder(model, pkg / "encoder", {})
+    torch.manual_seed(0)
+    Allocator(AllocatorConfig(patch_dim=QUICK.dim, text_dim=QUICK.dim, width=16, heads=2, aligned_dim=QUICK.embed_dim,
+                              s_min=0.1)).save_pretrained(pkg)
+    (pkg / "pipeline.json").write_text(json.dumps({
+        "shard": {"n_frames": 4, "patch_factor": 28, "max_pixels": 602112, "frame_codec": "jpg", "jpeg_quality": 95},
+        "features": {"encoder": "contrastive", "checkpoint": "", "side": 56},
+        "backbone": {"source": "hf", "engine": "transformers", "device": "cpu", "dtype": "float32"}}))
+    video = counting_clip(tmp_path / "v.mp4", 8, size=(112, 112))
+    allocation = Package(pkg).allocate(video, "Which stripe is in the frame with the red border?", budget=0.5)
+    assert len(allocation.scales) == 4 and allocation.plan.retention <= 0.5 + 1e-9
