@@ -200,13 +200,35 @@ class BackboneParams(Section):
         return self
 
 
+class ContrastiveParams(Section):
+    """The ``contrastive`` encoder's pretraining (resadapt/features/contrastive.py): symmetric InfoNCE on per-frame
+    image–caption pairs of ``split`` (captions name the border colour only; no question, answer or target)."""
+
+    split: str = Field("train", pattern=SPLIT_PATTERN, description="the split whose frames and captions train it")
+    steps: int = Field(150, ge=1)
+    videos_per_step: int = Field(4, ge=1, description="videos per step; InfoNCE contrasts a video's frames")
+    lr: float = Field(1e-2, gt=0, description="Adam, cosine decay to 0")
+    dim: int = Field(64, ge=8, description="patch-token and word width (the Allocator's patch_dim and text_dim)")
+    embed_dim: int = Field(32, ge=2, description="width of the shared frame/query space")
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _check(self) -> ContrastiveParams:
+        if self.dim % 4:
+            raise ValueError(f"dim must be a multiple of 4 (the image tower's widths are dim/4, dim/2, dim), "
+                             f"got {self.dim}")
+        return self
+
+
 class FeaturesParams(Section):
     """Coarse features for the Allocator, from a frozen lightweight encoder over low-resolution frames."""
 
     out_dir: str = "data/features"
-    encoder: Literal["builtin", "hf", "vlm"] = Field("builtin", description="builtin: the built-in backbone's stem "
-                                                     "and words; hf: a CLIP/SigLIP-style checkpoint; vlm: a "
-                                                     "SmolVLM/Idefics3-style VLM's vision and text towers")
+    encoder: Literal["contrastive", "builtin", "hf", "vlm"] = Field(
+        "contrastive", description="contrastive: a small dual encoder pretrained here on frame–caption pairs (never "
+        "a question); builtin: the built-in backbone's stem and words (its similarity is its label-trained colour "
+        "heads); hf: a CLIP/SigLIP-style checkpoint; vlm: a SmolVLM/Idefics3-style VLM's vision and text towers")
+    contrastive: ContrastiveParams = ContrastiveParams()
     checkpoint: str = Field("", description="hf/vlm: local path or hub id, e.g. google/siglip-base-patch16-224, "
                             "HuggingFaceTB/SmolVLM2-256M-Video-Instruct")
     side: int = Field(56, ge=28, description="frames are encoded at side×side pixels")
@@ -326,6 +348,8 @@ class TrainParams(Section):
                               "(gradients accumulated over the step)")
     gradient_checkpointing: bool = Field(False, description="recompute the backbone's activations in its update")
     lora: LoraParams = LoraParams()
+    similarity: bool = Field(True, description="feed the Allocator the encoder's frame–query similarity "
+                             "(frame_embed · query_embed); false: aligned_dim 0, it learns the match from the reward")
     seed: int = 0
     threads: int = Field(2, ge=1, description="torch CPU threads of the stage, shared by the ranks of a machine")
     nproc: int = Field(1, ge=1, description="ranks on this machine: > 1 runs the stage under torchrun "
@@ -346,8 +370,15 @@ class TrainParams(Section):
         return self
 
 
+class TrainNosimParams(Section):
+    """The ablation Allocator (stage ``train_nosim``): ``train`` with ``similarity: false``, own output and steps."""
+
+    out_dir: str = "models/allocator_nosim"
+    steps: int = Field(600, ge=1)
+
+
 METHODS = ("full", "fixed_scale", "random_drop", "taskres", "relevance_topk", "relevance_topk_drop", "resadapt",
-           "resadapt_uniform", "resadapt_policy", "resadapt_x2", "resadapt_x4")
+           "resadapt_uniform", "resadapt_policy", "resadapt_x2", "resadapt_x4", "resadapt_nosim")
 TOPK_MORE_FRAMES = ("relevance_topk_x2", "relevance_topk_x4", "relevance_topk_drop_x2", "relevance_topk_drop_x4")
 
 
@@ -405,6 +436,7 @@ class Params(Section):
     backbone: BackboneParams = BackboneParams()
     features: FeaturesParams = FeaturesParams()
     train: TrainParams = TrainParams()
+    train_nosim: TrainNosimParams = TrainNosimParams()
     evaluate: EvaluateParams = EvaluateParams()
     register_: RegisterParams = Field(RegisterParams(), alias="register")
 

@@ -114,7 +114,8 @@ class Package:
         else:
             f = self.pipeline["features"]
             if self._encoder is None:
-                self._encoder = make_encoder(f["encoder"], f["side"], str(self.path / "backbone"), f["checkpoint"])
+                self._encoder = make_encoder(f["encoder"], f["side"], str(self.path / "backbone"), f["checkpoint"],
+                                             encoder_dir=str(self.path / "encoder"))
             # the query as the features stage read it (a VLM encoder reads the options and instruction too)
             features = encode(self._encoder, [clip.frames], [Query(question, options, task, clip.duration)])
             scales = deterministic_scales(self.allocator, features, [0])[0]

@@ -77,12 +77,13 @@ def lock_hashes(lock: dict, paths: list[str]) -> dict[str, str]:
 
 
 def build_package(out_dir: Path, decision: Decision, allocator_dir: Path, backbone_dir: Path,
-                  pipeline: dict, lineage: dict, metrics: dict) -> None:
+                  pipeline: dict, lineage: dict, metrics: dict, encoder_dir: Path | None = None) -> None:
     """Write the package into ``out_dir`` (a fresh folder): weights only when the gate is open.
 
     Layout: the Allocator (config.json, model.safetensors); ``backbone/``: the backbone stage's output (the built-in
     weights, which are also the feature encoder, or a Qwen checkpoint's pinned identity.json); ``backbone/trained/``:
-    the ResAdapt-RL update when ``train`` made one (built-in or full Qwen weights, or a LoRA adapter).
+    the ResAdapt-RL update when ``train`` made one (built-in or full Qwen weights, or a LoRA adapter); ``encoder/``:
+    the features stage's contrastive encoder (``encoder_dir``), when the features came from it.
     """
     if decision.registered:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -92,6 +93,8 @@ def build_package(out_dir: Path, decision: Decision, allocator_dir: Path, backbo
         shutil.copytree(backbone_dir, out_dir / "backbone")
         if (allocator_dir / "backbone").is_dir():
             shutil.copytree(allocator_dir / "backbone", out_dir / "backbone" / "trained")
+        if encoder_dir is not None:
+            shutil.copytree(encoder_dir, out_dir / "encoder")
         lineage = lineage | {"allocator_sha256": sha256_file(out_dir / "model.safetensors")}
     write_json(out_dir / "decision.json", asdict(decision))
     write_json(out_dir / "pipeline.json", pipeline)

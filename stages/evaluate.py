@@ -2,7 +2,8 @@
 
 Methods: Full, FixedScale, RandomDrop, TaskRes (fitted on ``evaluate.calibration_split``), relevance top-k (the
 features' frame–query similarity keeps the top chunks at scale 1, flooring or dropping the rest), ResAdapt (the trained
-Allocator rescaled to each budget), its unconstrained policy, and ResAdapt on 2x / 4x the frames at the same budget
+Allocator rescaled to each budget), its unconstrained policy, ResAdapt without the similarity signal (the ablation
+Allocator of ``train_nosim``, rescaled the same way), and ResAdapt on 2x / 4x the frames at the same budget
 (the eval videos decoded again at that frame count, exactly as the shard stage decodes). Every method is measured
 again on each of ``evaluate.test_splits`` (other nuisance settings, never tuned on), and ResAdapt at 1x and 2x/4x
 frames on each of ``evaluate.long_splits`` (long videos whose needed frames are brief). The backbone comes from the
@@ -34,6 +35,7 @@ from resadapt.evaluate.budget import full_tokens
 from resadapt.evaluate.sweep import EvalSet, frames_multiplier, resadapt_scales, sweep, topk_variant
 from resadapt.evaluate.taskres import calibrate
 from resadapt.features.coarse import Features, load_features
+from resadapt.features.contrastive import ENCODER_DIR
 from resadapt.features.online import encode, make_encoder
 from resadapt.io import atomic_path, write_json
 from resadapt.stage import StageError, run_stage
@@ -80,9 +82,10 @@ def main(params, args) -> None:
     except (BackboneError, PinError, OSError) as exc:
         raise StageError(f"backbone: {exc}") from None
     allocator = Allocator.from_pretrained(params.train.out_dir).eval()
+    nosim = Allocator.from_pretrained(params.train_nosim.out_dir).eval() if "resadapt_nosim" in p.methods else None
     f, progress = params.features, not args.no_progress
     encoder = cache(lambda: make_encoder(f.encoder, f.side, params.backbone.out_dir, f.checkpoint, f.device,
-                                         f.batch_size))
+                                         f.batch_size, str(Path(f.out_dir) / ENCODER_DIR)))
     multipliers = sorted({frames_multiplier(m) for m in p.methods} - {1})
     taskres = None
     if "taskres" in p.methods:
@@ -99,7 +102,7 @@ def main(params, args) -> None:
                              f"features.encoder {f.encoder!r} has no shared frame/query space (frame_embed width 0): "
                              "drop them from evaluate.methods")
         return sets, sweep(backbone, allocator, sets, p.budgets, methods, taskres, seed=p.seed, progress=progress,
-                           batch_size=p.batch_size, style=p.prompt)
+                           batch_size=p.batch_size, style=p.prompt, nosim=nosim)
 
     sets, rows = measured(p.split, p.methods)
     videos, features = sets[1].videos, sets[1].features

@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 
 from resadapt.backbone.factory import BackboneSpec
+from resadapt.features.contrastive import ENCODER_DIR
 from resadapt.io import atomic_dir, sha256_file, write_json
 from resadapt.registry import build_package, code_revision, gate
 from resadapt.stage import StageError, run_stage
@@ -45,7 +46,8 @@ def main(params, args) -> None:
                                                                           "updated": params.train.update_backbone},
                 "evaluate_split": params.evaluate.split, "target_budget": r.target_budget}
     with atomic_dir(r.out_dir) as tmp:
-        build_package(tmp, decision, Path(params.train.out_dir), backbone_dir, pipeline, lineage, metrics)
+        encoder = Path(params.features.out_dir) / ENCODER_DIR if params.features.encoder == "contrastive" else None
+        build_package(tmp, decision, Path(params.train.out_dir), backbone_dir, pipeline, lineage, metrics, encoder)
     write_json("reports/register/decision.json", {"artifact": r.name, **vars(decision)})
     verdict = "gate open: run `resadapt register` after committing" if decision.registered else "gate closed"
     print(f"register: {verdict}: {decision.reason}")

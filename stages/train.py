@@ -7,6 +7,10 @@ metrics through dvclive (reports/train/live), and the held-out measurement on ``
 deterministic policy (reports/train/metrics.json). Checkpoints every ``train.checkpoint_every`` steps to
 checkpoints/allocator: killed and rerun, it resumes there.
 
+``--nosim`` (stage ``train_nosim``): the ablation, ``train`` with ``similarity: false`` (the Allocator never sees the
+encoder's frame–query similarity), ``train_nosim.steps`` steps, written to ``train_nosim.out_dir``,
+reports/train_nosim and checkpoints/allocator_nosim.
+
 Data-parallel: ``torchrun --nproc-per-node N stages/train.py`` (or ``train.nproc: N``, which re-executes this command
 under torchrun); rank 0 alone logs, checkpoints and writes the outputs.
 """
@@ -36,7 +40,14 @@ from resadapt.features.coarse import load_features
 from resadapt.io import atomic_dir, sha256_file, write_json
 from resadapt.stage import StageError, run_stage
 
-CHECKPOINTS = Path("checkpoints/allocator")
+
+def runs(params, nosim: bool) -> tuple:
+    """The train params of this run, its reports folder and its checkpoints folder."""
+    if not nosim:
+        return params.train, Path("reports/train"), Path("checkpoints/allocator")
+    ablation = params.train_nosim
+    p = params.train.model_copy(update={"out_dir": ablation.out_dir, "steps": ablation.steps, "similarity": False})
+    return p, Path("reports/train_nosim"), Path("checkpoints/allocator_nosim")
 
 
 def load_videos(shard_dir: str, split: str, keys: list[str]) -> list[Video]:
@@ -47,7 +58,7 @@ def load_videos(shard_dir: str, split: str, keys: list[str]) -> list[Video]:
 
 
 def main(params, args) -> None:
-    p = params.train
+    p, reports, checkpoints = runs(params, args.nosim)
     if p.nproc > 1 and not launched():
         relaunch(p.nproc, __file__, sys.argv[1:])
     try:
@@ -72,9 +83,11 @@ def main(params, args) -> None:
     features = load_features(params.features.out_dir, p.split)
     videos = load_videos(params.shard.out_dir, p.split, features.keys)
     loop = LoopConfig(**{k: getattr(p, k) for k in LoopConfig.__dataclass_fields__})
+    # similarity false (the ablation): no aligned input, the Allocator never reads frame_embed / query_embed
+    aligned = features.frame_embed.shape[-1] if p.similarity else 0
     config = AllocatorConfig(patch_dim=features.patches.shape[-1], text_dim=features.text.shape[-1], width=p.width,
                              heads=p.heads, depth=p.depth, s_min=p.s_min, s_max=p.s_max, init_scale=p.init_scale,
-                             init_concentration=p.init_concentration, aligned_dim=features.frame_embed.shape[-1],
+                             init_concentration=p.init_concentration, aligned_dim=aligned,
                              kappa_floor=p.kappa_floor)
     capo = CapoCoefficients(**p.capo.model_dump())
     # a checkpoint resumes only for the same params, backbone, features and frames
@@ -84,7 +97,7 @@ def main(params, args) -> None:
     # nproc is left out: any number of ranks trains the same way, so a checkpoint resumes under another
     fingerprint = hashlib.sha256((p.model_dump_json(exclude={"nproc"}) + "".join(map(sha256_file, inputs))).encode()
                                  ).hexdigest()
-    live = Live("reports/train/live", dvcyaml=False, save_dvc_exp=False, report=None) if ranks.main else None
+    live = Live(str(reports / "live"), dvcyaml=False, save_dvc_exp=False, report=None) if ranks.main else None
 
     def log(step: int, metrics: dict) -> None:
         live.step = step
@@ -96,7 +109,7 @@ def main(params, args) -> None:
     begin = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("always", RuntimeWarning)
-        allocator, history = train_allocator(loop, config, capo, features, videos, backbone, CHECKPOINTS, log=log,
+        allocator, history = train_allocator(loop, config, capo, features, videos, backbone, checkpoints, log=log,
                                              progress=not args.no_progress, fingerprint=fingerprint,
                                              device=str(pick_device(device)), ranks=ranks)
     seconds = time.perf_counter() - begin
@@ -121,10 +134,14 @@ def main(params, args) -> None:
                                       and metrics["resadapt/retention"] <= 0.15
                                       and metrics["scale/queried_over_others"] >= 3
                                       and metrics["train_seconds"] <= 900)
-    write_json("reports/train/metrics.json", metrics)
+    write_json(reports / "metrics.json", metrics)
     print(f"train: {len(history)} steps ({seconds:.0f} s in this run); " + json.dumps(
         {k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()}))
 
 
+def options(parser) -> None:
+    parser.add_argument("--nosim", action="store_true", help="the ablation Allocator (stage train_nosim)")
+
+
 if __name__ == "__main__":
-    run_stage("train", __doc__, main)
+    run_stage("train", __doc__, main, options)

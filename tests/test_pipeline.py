@@ -33,6 +33,8 @@ def scratch(tmp_path):
     params["shard"].update(n_frames=8, maxcount=3)
     params["backbone"].update(steps=6, batch_size=2, eval_split="eval", width=16, stem_channels=8)
     params["features"].update(splits=["train", "eval", "test", "eval_long"])
+    params["features"]["contrastive"].update(steps=4, videos_per_step=2, dim=16, embed_dim=8)
+    params["train_nosim"].update(steps=2)
     params["train"].update(steps=3, prompts=2, allocations=2, answers=1, eval_split="eval", width=16, heads=2,
                            checkpoint_every=2)
     params["evaluate"].update(calibration_split="train", budgets=[0.15, 0.5, 1.0], heatmaps=2, taskres_samples=2,
@@ -61,10 +63,14 @@ def test_dvc_repro_runs_the_data_stages_then_has_nothing_to_do(scratch):
     assert train["steps"] == 3 and 0 < train["resadapt/retention"] <= 1.5
     assert (scratch / "models/allocator/model.safetensors").is_file()
     assert (scratch / "reports/train/live/metrics.json").is_file()
+    assert json.loads((scratch / "data/features/encoder/config.json").read_text())["params"]["steps"] == 4
+    assert json.loads((scratch / "models/allocator/config.json").read_text())["aligned_dim"] == 8
+    assert json.loads((scratch / "models/allocator_nosim/config.json").read_text())["aligned_dim"] == 0
+    assert json.loads((scratch / "reports/train_nosim/metrics.json").read_text())["steps"] == 2
     sweep = json.loads((scratch / "reports/evaluate/metrics.json").read_text())
     assert set(sweep) == {"full", "fixed_scale", "random_drop", "taskres", "relevance_topk", "relevance_topk_drop",
-                          "resadapt", "resadapt_uniform", "resadapt_policy", "resadapt_x2", "resadapt_x4", "checks",
-                          "paired", "splits"}
+                          "resadapt", "resadapt_uniform", "resadapt_policy", "resadapt_x2", "resadapt_x4",
+                          "resadapt_nosim", "checks", "paired", "splits"}
     assert sweep["relevance_topk"]["r015"]["retention"] <= 0.15 + 1e-9
     if sweep["resadapt"]["r015"]["n_mcq"]:  # paired comparisons are on multiple-choice questions
         assert set(sweep["paired"]["resadapt_vs_relevance_topk"]) == {"r015", "r050", "r100", "summary"}
@@ -80,6 +86,7 @@ def test_dvc_repro_runs_the_data_stages_then_has_nothing_to_do(scratch):
     margin = sweep["resadapt"]["r015"]["accuracy"] - sweep["fixed_scale"]["r015"]["accuracy"]
     assert decision["registered"] == (margin >= 0.3)
     assert (scratch / "models/package/model.safetensors").is_file() == decision["registered"]
+    assert (scratch / "models/package/encoder/model.safetensors").is_file() == decision["registered"]
     assert "ResAdapt Allocator" in (scratch / "models/package/README.md").read_text()
     plots = sh(scratch, "dvc", "plots", "show", "-o", "plots_out", check=False)
     assert plots.returncode == 0, plots.stderr

@@ -106,9 +106,10 @@ def topk_items(evalset: EvalSet, backbone, r: float, base_tokens: Sequence[int],
 
 def sweep(backbone, allocator: Allocator, sets: dict[int, EvalSet], budgets: Sequence[float], methods: Sequence[str],
           taskres: TaskRes | None, seed: int = 0, progress: bool = True, batch_size: int = 32,
-          style: str = "plain") -> list[dict]:
+          style: str = "plain", nosim: Allocator | None = None) -> list[dict]:
     """One row per (method, budget): the method's scores and measured cost. ``sets[1]`` is the 1× split;
-    ``style``: the prompt's instruction (evaluate.prompt)."""
+    ``style``: the prompt's instruction (evaluate.prompt); ``nosim``: the ablation Allocator trained without the
+    encoder's similarity signal (method resadapt_nosim)."""
     base = sets[1]
     base_tokens = [full_tokens(frame_size(v), len(v.frames), backbone.grid) for v in base.videos]
     queries = [Query.from_meta(v.meta, style) for v in base.videos]
@@ -151,6 +152,12 @@ def sweep(backbone, allocator: Allocator, sets: dict[int, EvalSet], budgets: Seq
             run(method, r, items, base.videos)
         elif method in ("resadapt", "resadapt_policy", "resadapt_uniform"):
             scales = resadapt_scales(allocator, base, backbone, r, base_tokens, fill=method != "resadapt_uniform")
+            run(method, r, [Item(v.frames, s.tolist(), q, key=v.key)
+                            for v, s, q in zip(base.videos, scales, queries, strict=True)], base.videos)
+        elif method == "resadapt_nosim":
+            if nosim is None:
+                raise ValueError("method resadapt_nosim needs the ablation Allocator (stage train_nosim)")
+            scales = resadapt_scales(nosim, base, backbone, r, base_tokens)
             run(method, r, [Item(v.frames, s.tolist(), q, key=v.key)
                             for v, s, q in zip(base.videos, scales, queries, strict=True)], base.videos)
         elif method.startswith("resadapt_x"):

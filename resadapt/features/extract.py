@@ -76,13 +76,15 @@ def _groups(samples: Iterable[tuple[str, object, dict]], n_frames: int):
         yield group
 
 
-def extract_split(encoder: Encoder, shard_dir: str, split: str, progress: bool = True) -> Features:
-    """Every sample of ``split``, in shard order (the order of the keys the backbone's stages read)."""
+def extract_split(encoder: Encoder, shard_dir: str, split: str, progress: bool = True,
+                  samples: Iterable[tuple[str, torch.Tensor, dict]] | None = None) -> Features:
+    """Every sample of ``split``, in shard order (the order of the keys the backbone's stages read); ``samples``:
+    that split already read (key, frames, meta), e.g. at the coarse side."""
     keys, rows = [], []
     bar = tqdm(desc=f"features {split}", unit="video", disable=not progress)
-    for group in _groups(iter_split(shard_dir, split), encoder.batch_size):
+    for group in _groups(iter_split(shard_dir, split) if samples is None else samples, encoder.batch_size):
         keys += [key for key, _, _ in group]
-        rows += encode_rows(encoder, [torch.from_numpy(f) for _, f, _ in group],
+        rows += encode_rows(encoder, [torch.as_tensor(f) for _, f, _ in group],
                             [encoder.query_text(Query.from_meta(meta)) for _, _, meta in group])
         bar.update(len(group))
     bar.close()

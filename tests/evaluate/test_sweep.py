@@ -120,3 +120,33 @@ def test_a_trained_allocator_through_the_budget_operator_beats_fixed_scale_where
     fixed, ours = row(rows, "fixed_scale", 0.15), row(rows, "resadapt", 0.15)
     assert ours["retention"] <= 0.15 + 1e-9 and fixed["retention"] <= 0.15 + 1e-9
     assert fixed["accuracy"] == 0.0 and ours["accuracy"] >= 0.95
+
+
+def test_the_ablation_allocator_is_swept_blind_to_the_similarity_signal():
+    torch.manual_seed(0)
+    config = BuiltinConfig(glyph_classes=list(STRIPES), colours=list(PALETTE), vocab=["which", "border"], width=16,
+                           stem_channels=8)
+    backbone = BuiltinBackbone(BuiltinVideoQA(config).eval())
+    make = {dim: Allocator(AllocatorConfig(patch_dim=16, text_dim=8, width=16, heads=2, aligned_dim=dim, s_min=0.1))
+            for dim in (3, 0)}
+    for allocator in make.values():  # a trained policy, not the flat start: the match signal reaches the output
+        torch.nn.init.normal_(allocator.allocation[-1].weight, std=1.0)
+        allocator.eval()
+    videos = clips(3, 1)
+    base = features(videos)
+    swapped = Features(base.keys, base.patches, base.frame_mask, base.text, base.text_mask, -base.frame_embed,
+                       base.query_embed)
+    ins = [list(range(len(videos)))]
+    with torch.no_grad():
+        for dim, allocator in make.items():
+            a, b = (allocator(*f.select(*ins))["mean"] for f in (base, swapped))
+            assert torch.equal(a, b) == (dim == 0)  # only the ablation ignores frame_embed / query_embed
+    sets = {1: EvalSet(videos, base)}
+    rows = sweep(backbone, make[3], sets, [0.25, 1.0], ["resadapt", "resadapt_nosim"], None, progress=False,
+                 nosim=make[0])
+    assert [(r["method"], r["budget"]) for r in rows] == [("resadapt", 0.25), ("resadapt", 1.0),
+                                                         ("resadapt_nosim", 0.25), ("resadapt_nosim", 1.0)]
+    assert row(rows, "resadapt_nosim", 0.25)["retention"] <= 0.25 + 1e-9
+    assert "ResAdapt without the similarity signal" in markdown(rows, {}, [0.25, 1.0])
+    with pytest.raises(ValueError, match="resadapt_nosim needs the ablation Allocator"):
+        sweep(backbone, make[3], sets, [0.25], ["resadapt_nosim"], None, progress=False)

@@ -1,14 +1,19 @@
-"""Small real shards and tiny random-weight encoders (CLIP, SmolVLM) built offline inside the tests."""
+"""Small real shards (counting clips; a rendered synthetic set, also with its questions scrambled) and tiny
+random-weight encoders (CLIP, SmolVLM) built offline inside the tests."""
 
+import json
+
+import numpy as np
 import pytest
 import torch
 
 from resadapt.backbone.builtin import BuiltinConfig, BuiltinVideoQA
-from resadapt.config import ShardParams
+from resadapt.config import ShardParams, SynthParams
 from resadapt.data.shards import write_shards
-from resadapt.data.synth import PALETTE, STRIPES
+from resadapt.data.synth import PALETTE, STRIPES, build_dataset
 from tests.conftest import counting_clip, mcq_row, write_manifest
 
+N_FRAMES = 8  # frames per video of the synthetic set
 TEXT = ["Which stripe is in the frame with the red border? A. vertical B. horizontal C. none",
         "Answer with the option's letter."]
 
@@ -23,6 +28,39 @@ def shards(tmp_path_factory):
                             options=["vertical", "horizontal", "none"][: 2 + i % 2]))
     out = tmp_path_factory.mktemp("shards")
     write_shards(write_manifest(root / "m.jsonl", rows), ShardParams(out_dir=str(out), n_frames=4), progress=False)
+    return out
+
+
+def scrambled(row: dict, rng: np.random.Generator) -> dict:
+    """The row with every question-side field changed (question, options, answer, span, target) or removed, and
+    every frame's glyph and glyph box replaced: only the videos and the border colours stay."""
+    row = json.loads(json.dumps(row))
+    row["question"] = f"Is the answer {rng.integers(1000)}? {rng.permutation(list('abcdefgh')).tolist()}"
+    if row["task"] == "mcq":
+        row["options"] = list(reversed(row["options"]))
+        row["answer"] = "A" if row["answer"] != "A" else "B"
+    else:
+        row["span"], row["answer"] = [0.0, 0.5], "[0.00, 0.50]"
+    del row["meta"]["target_frame"]
+    for frame in row["meta"]["frames"]:
+        frame["glyph"], frame["box"] = str(rng.integers(10)), rng.integers(0, 50, size=4).tolist()
+    return row
+
+
+@pytest.fixture(scope="session")
+def synth(tmp_path_factory):
+    """Shards of a small synthetic set, and shards of the same videos with the questions' fields scrambled."""
+    root = tmp_path_factory.mktemp("synth")
+    manifest = build_dataset(SynthParams(out_dir=str(root), n_frames=N_FRAMES, frame_side=112, glyph_size=12,
+                                         splits={"train": 24, "val": 8}, hold={}), progress=False)
+    rng = np.random.default_rng(0)
+    rows = [json.loads(line) for line in manifest.read_text().splitlines()]
+    other = root / "scrambled.jsonl"
+    other.write_text("".join(json.dumps(scrambled(r, rng)) + "\n" for r in rows))
+    out = {}
+    for name, m in (("plain", manifest), ("scrambled", other)):
+        out[name] = tmp_path_factory.mktemp(name)
+        write_shards(m, ShardParams(out_dir=str(out[name]), n_frames=N_FRAMES), progress=False)
     return out
 
 
