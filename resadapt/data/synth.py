@@ -96,24 +96,29 @@ def _background(rng: np.random.Generator, side: int) -> np.ndarray:
 
 
 def quantised_need(need: float) -> float:
-    """The need of the stripe period nearest 3/need on the quarter-pixel grid: n = 3/p = 12/round(12/need)."""
-    return 12 / round(12 / need)
+    """The need of the stripe period nearest 3/need px on the eighth-pixel grid: n = 3/p = 24/round(24/need)."""
+    return 24 / round(24 / need)
 
 
 def _stripe_patch(kind: str, side: int, need: float = 1.0) -> np.ndarray:
-    """A ``side``² mask of stripes of period p = 3/need px measured across the stripes (diagonals too), dark for the
-    first third of each period. Integer arithmetic in quarter pixels: with P = 4p (×√2 for the diagonals, whose phase
-    x ± y advances √2 per pixel across them), dark where 4·phase mod P < P/3; period 3 gives phase mod 3 = 0."""
-    y, x = np.mgrid[0:side, 0:side]
-    phase = {"horizontal": y, "vertical": x, "diagonal-up": x + y, "diagonal-down": x - y}[kind]
-    quarter = round(12 / need)  # 4p
-    period = quarter if kind in ("horizontal", "vertical") else round(quarter * math.sqrt(2))
-    return (4 * phase) % period < period / 3
+    """[side, side] ink coverage in sixteenths (0–16) of stripes of period p = 3/need px measured across the
+    stripes (diagonals too), dark for the first third of each period, sampled 4×4 per pixel. Integer arithmetic in
+    eighth pixels: a sub-sample at 8·x + 1, 3, 5 or 7 is dark where 8·phase mod P < P/3, with P = 8p (×√2 for the
+    diagonals, whose phase x ± y advances √2 per pixel across them). At period 3, horizontal and vertical stripes
+    cover whole rows (columns): phase mod 3 = 0."""
+    sub = 2 * np.arange(4) + 1
+    y = (8 * np.arange(side)[:, None] + sub[None]).reshape(-1)[:, None]  # [4·side, 1] in eighth pixels
+    x = y.T
+    phase = {"horizontal": y + 0 * x, "vertical": x + 0 * y, "diagonal-up": x + y, "diagonal-down": x - y}[kind]
+    eighths = round(24 / need)  # 8p
+    period = eighths if kind in ("horizontal", "vertical") else round(eighths * math.sqrt(2))
+    dark = (phase % period) * 3 < period  # [4·side, 4·side]
+    return dark.reshape(side, 4, side, 4).sum((1, 3))
 
 
 def draw_needs(rng: np.random.Generator, n: int, lo: float, hi: float, spread: float) -> list[float]:
     """Per-frame needs: a centre c ~ U[lo, hi] per video, each frame's need ~ U[max(lo, c − spread), min(hi, c +
-    spread)], on the quarter-pixel period grid (``quantised_need``)."""
+    spread)], on the eighth-pixel period grid (``quantised_need``)."""
     centre = rng.uniform(lo, hi)
     return [quantised_need(float(v)) for v in rng.uniform(max(lo, centre - spread), min(hi, centre + spread), n)]
 
@@ -145,7 +150,8 @@ def render_frame(rng: np.random.Generator, side: int, colour: str, glyph_kind: s
         ImageDraw.Draw(image).text((x - left, y - top), glyph, font=_font(glyph_size), fill=(ink, ink, ink))
         frame = np.asarray(image).copy()
     else:
-        frame[y : y + h, x : x + w][_stripe_patch(glyph, w, need)] = ink
+        patch = frame[y : y + h, x : x + w].astype(np.int64)
+        frame[y : y + h, x : x + w] = patch - (patch - ink) * _stripe_patch(glyph, w, need)[..., None] // 16
     return frame, FrameLabel(colour=colour, glyph=glyph, box=(x, y, w, h), need=need)
 
 

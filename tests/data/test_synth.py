@@ -1,19 +1,34 @@
 import json
 import math
+import re
 
 import numpy as np
+import pytest
+import torch
 
 from resadapt.config import ShardParams, SynthParams
 from resadapt.data.manifest import read_manifest
 from resadapt.data.shards import write_shards
-from resadapt.data.synth import DIRECTIONS, N_DIRECTIONS, PALETTE, STRIPES, build_dataset
+from resadapt.backbone.resize import resize_frames
+from resadapt.data.synth import (
+    DIRECTIONS,
+    N_DIRECTIONS,
+    PALETTE,
+    STRIPES,
+    _stripe_patch,
+    ask,
+    build_dataset,
+    quantised_need,
+    render_frame,
+)
 from resadapt.data.video import decode_frames, ffmpeg_exe, probe
 from resadapt.io import sha256_file
 
 
 def build(tmp_path, name, **over):
-    params = SynthParams(out_dir=str(tmp_path / name), n_frames=6, frame_side=112, splits={"train": 4, "eval": 3},
-                         grounding_fraction=0.4, **over)
+    params = SynthParams(out_dir=str(tmp_path / name), **({"n_frames": 6, "frame_side": 112, "glyph_size": 8,
+                                                           "splits": {"train": 4, "eval": 3}, "grounding_fraction": 0.4}
+                                                          | over))
     return build_dataset(params, progress=False)
 
 
@@ -28,6 +43,34 @@ def test_same_seed_gives_identical_files(tmp_path):
     assert c.read_bytes() != a.read_bytes()
 
 
+def check_answer(s, hold: int) -> None:
+    """The row's answer is right for its kind, from the per-frame labels alone."""
+    meta = s.meta
+    assert meta["needed_frames"][0] == meta["target_frame"] and all(n % hold == hold // 2 for n in meta["needed_frames"])
+    check_question(s, meta["frames"], meta["needed_frames"], meta["question_kind"], hold)
+
+
+def check_question(s, frames, needed, kind, hold):
+    named = [frames[n] for n in needed]
+    assert all(f["colour"] in s.question for f in named)
+    assert len({f["colour"] for f in named}) == len(named) == {"which": 1, "when": 1, "same": 2, "between": 2,
+                                                               "count": 3}[kind]
+    if kind in ("which", "same", "count"):
+        picked = s.options[ord(s.answer) - 65]
+        if kind == "which":
+            assert picked == named[0]["glyph"] and len(set(s.options)) == 4
+        elif kind == "same":
+            assert sorted(s.options) == ["no", "yes"]
+            assert picked == ("yes" if named[0]["glyph"] == named[1]["glyph"] else "no")
+        else:
+            counted = re.search(r"show (\S+) stripes", s.question).group(1)
+            assert s.options == ["0", "1", "2", "3"] and int(picked) == sum(f["glyph"] == counted for f in named)
+    else:
+        runs = sorted(n // hold for n in needed)
+        assert s.span == (runs[0] / 2.0, (runs[-1] + 1) / 2.0)  # 2 colours per second
+        assert json.loads(s.answer) == list(s.span)
+
+
 def test_rows_are_consistent_with_what_was_rendered(tmp_path):
     manifest = build(tmp_path, "d")
     rows, rejects = read_manifest(manifest)
@@ -35,48 +78,104 @@ def test_rows_are_consistent_with_what_was_rendered(tmp_path):
     assert {s.split for _, s in rows} == {"train", "eval"}
     for _, s in rows:
         meta = s.meta
-        target = meta["frames"][meta["target_frame"]]
-        assert target["colour"] in s.question
         hold = 4 if s.split == "eval" else 1  # default hold: eval videos at 4x the frames, each colour held
         assert meta["hold"] == hold and len(meta["frames"]) == 6 * hold
         info = probe(manifest.parent / s.video)
         assert (info.n_frames, info.width) == (6 * hold, 112)
         assert abs(info.duration - 3.0) < 0.01  # same timing as an unheld video: 6 colours at 2 per second
-        if s.task == "mcq":
-            assert s.options[s.letters.index(s.answer)] == target["glyph"]
-            assert len(set(s.options)) == 4
-        else:
-            run = meta["target_frame"] // hold
-            assert s.span == (run / 2.0, (run + 1) / 2.0)
-            assert json.loads(s.answer) == list(s.span)
+        check_answer(s, hold)
         frames = decode_frames(manifest.parent / s.video, list(range(6 * hold)), (112, 112))
         for frame, label in zip(frames, meta["frames"], strict=True):
             corner = frame[1:4, 1:4].reshape(-1, 3).mean(axis=0)  # inside the border
             assert np.abs(corner - PALETTE[label["colour"]]).max() < 25
             x, y, w, h = label["box"]
             assert frame[y : y + h, x : x + w].min() < 80  # the dark glyph is where the label says
+            assert w == h == round(8 / label["need"])  # the patch grows as 1 / need
+
+
+def test_every_kind_of_question_is_right_by_construction():
+    rng = np.random.default_rng(0)
+    for _ in range(40):
+        frames = [render_frame(rng, 112, c, "stripes", 8, 0.5)[1].meta() for c in rng.choice(list(PALETTE), 6, False)]
+        for kind in ("which", "same", "count", "when", "between"):
+            q = ask(rng, frames, kind, "stripes", 2.0)
+            assert q.kind == kind
+            check_question(q, frames, q.needed, kind, 1)
+
+
+def test_count_and_same_answers_are_balanced():
+    rng = np.random.default_rng(0)
+    labels = [{"colour": c, "glyph": STRIPES[int(rng.integers(4))], "box": [0, 0, 1, 1]} for c in list(PALETTE)]
+    counts = [ord(ask(rng, labels, "count", "stripes", 2.0).answer) - 65 for _ in range(400)]  # options 0, 1, 2, 3
+    assert all(60 < counts.count(c) < 140 for c in range(4))
+    same = [ask(rng, labels, "same", "stripes", 2.0) for _ in range(400)]
+    yes = sum(q.options[ord(q.answer) - 65] == "yes" for q in same)
+    assert 160 < yes < 240
+
+
+def test_need_is_three_over_the_stripe_period_and_grades_the_videos(tmp_path):
+    rows, _ = read_manifest(build(tmp_path, "n", splits={"train": 30}, hold={}, glyph_size=8))
+    needs = [[f["need"] for f in s.meta["frames"]] for _, s in rows]
+    flat = [n for video in needs for n in video]
+    assert min(flat) < 0.36 and max(flat) > 0.94 and all(0.3 - 1e-9 <= n <= 1 + 1e-9 for n in flat)
+    assert all(n == quantised_need(n) for n in flat)  # on the eighth-pixel period grid
+    assert all(max(v) - min(v) <= 0.5 + 1e-9 for v in needs)  # within +-need_spread of the video's centre
+    assert np.std([np.mean(v) for v in needs]) > 0.1  # videos differ, not only frames
+    for need in (1.0, 0.75, 0.5, 0.3):
+        for kind in STRIPES:
+            cover = _stripe_patch(kind, 240, need) / 16
+            assert abs(cover.mean() - 1 / 3) < 0.025  # dark for a third of each period
+            # the profile along a row (a column for horizontal stripes) repeats every p px, p·√2 for diagonals
+            profile = cover[:, 0] if kind == "horizontal" else cover[0]
+            spectrum = np.abs(np.fft.rfft(profile - profile.mean()))
+            along = len(profile) / (np.argmax(spectrum[1:]) + 1)
+            across = along if kind in ("horizontal", "vertical") else along / math.sqrt(2)
+            assert abs(across - 3 / need) < 0.05 * 3 / need, (kind, need, across)
+
+
+@pytest.mark.parametrize("need", [1.0, 0.5])
+def test_a_glyph_keeps_its_stripes_at_its_need_and_loses_them_below(need):
+    frame, label = render_frame(np.random.default_rng(3), 224, "red", "stripes", 16, need)
+    x, y, w, h = label.box
+    contrast = {}
+    for s in (need, need / 2):
+        side = round(224 * s)
+        small = resize_frames(torch.from_numpy(frame)[None], (side, side))[0].float()
+        patch = small[round(y * s) + 1 : round((y + h) * s) - 1, round(x * s) + 1 : round((x + w) * s) - 1]
+        contrast[s] = patch.std().item()
+    assert contrast[need] > 2.5 * contrast[need / 2]
+
+
+def test_graded_params_are_checked():
+    with pytest.raises(ValueError, match="stripes only"):
+        SynthParams(glyph="digits")
+    with pytest.raises(ValueError, match="does not fit"):
+        SynthParams(frame_side=112, glyph_size=16)
+    with pytest.raises(ValueError, match="need_range"):
+        SynthParams(need_range=(0.6, 0.4))
+    assert SynthParams(glyph="digits", need_range=(1.0, 1.0)).glyph == "digits"
 
 
 def test_stripes_glyphs(tmp_path):
-    rows, _ = read_manifest(build(tmp_path, "s", glyph="stripes", glyph_size=12))
+    rows, _ = read_manifest(build(tmp_path, "s", glyph="stripes", glyph_size=12, need_range=(1.0, 1.0)))
     for _, s in rows:
-        assert all(f["glyph"] in STRIPES for f in s.meta["frames"])
-        if s.task == "mcq":
+        assert all(f["glyph"] in STRIPES and f["need"] == 1.0 and f["box"][2] == 12 for f in s.meta["frames"])
+        if s.meta["question_kind"] == "which":
             assert sorted(s.options) == sorted(STRIPES)
 
 
 # sha256 of a tiny rendering and its shard with the pinned package versions (imageio-ffmpeg 0.8.1's ffmpeg, numpy,
 # Pillow). A change here changes data/synth and so dvc.lock: update both together, on purpose.
 GOLDEN = {
-    "manifest.jsonl": "2a392a82c78e1c84e13a9505443f32993643f6abab0ca45b6b52e01a0e1bfe43",
-    "train-00000.mp4": "c88a1f11b6876d1252d7dcfecc20eda30031d706bef807c49e6cf124611ee704",
-    "train-00001.mp4": "346994dc8c35b89cfb08d1a3cfe8243b11912a822ff4c0ebd64bf3c5b75b7cd4",
-    "train-000000.tar": "4f9493fbedc21556de45fe4c2072988af04b6c078e20e4a78807b39e97e18909",
+    "manifest.jsonl": "00986b0f00bcf89bb19b2746b5a6bf2d19f1ef4a6e32712553d21afee8ede997",
+    "train-00000.mp4": "0874c84dd8809dc9f576924670d90b46f66ac8680da32b3f6c8fa53c027cc8e6",
+    "train-00001.mp4": "80efe8916b069e2e6d552878132cb7a01050f7208474f3acec8ae874ccdc9b7b",
+    "train-000000.tar": "ef07f3e03206bb469a4c50e3d763fe624580431106351b6a8aa626a6b6ab9c5c",
 }
 
 
 def tiny_rendering(root) -> dict[str, str]:
-    manifest = build_dataset(SynthParams(out_dir=str(root / "synth"), n_frames=4, frame_side=64, glyph_size=8,
+    manifest = build_dataset(SynthParams(out_dir=str(root / "synth"), n_frames=4, frame_side=64, glyph_size=6,
                                          splits={"train": 2}, hold={}, n_workers=1), progress=False)
     index = write_shards(manifest, ShardParams(out_dir=str(root / "shards"), n_frames=4, n_workers=1), progress=False)
     files = [manifest, *sorted((manifest.parent / "videos").iterdir()), root / "shards" / "train-000000.tar"]
