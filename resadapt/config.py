@@ -77,8 +77,8 @@ class SynthParams(Section):
                              "[1, 1]")
         largest = round(self.glyph_size / lo)
         if largest > self.frame_side // 3:
-            raise ValueError(f"glyph_size {self.glyph_size} (a {largest}-px patch at need {lo}) does not fit inside "
-                             f"the border of a {self.frame_side}-px frame (at most {self.frame_side // 3})")
+            raise ValueError(f"glyph_size {self.glyph_size} does not fit inside the border of a {self.frame_side}-px "
+                             f"frame: its patch at need {lo} is {largest} px (at most {self.frame_side // 3})")
         if any(h < 1 for h in self.hold.values()) or set(self.hold) - set(self.splits):
             raise ValueError(f"hold must map split names (of splits) to a frame count >= 1, got {self.hold}")
         bad = {k: v for k, v in self.splits.items() if v < 0}

@@ -27,7 +27,7 @@ def scratch(tmp_path):
     for name in ("stages", "resadapt"):
         shutil.copytree(REPO / name, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__"))
     params = yaml.safe_load((tmp_path / "params.yaml").read_text())
-    params["synth"].update(splits={"train": 4, "eval": 2}, n_frames=8, frame_side=112)
+    params["synth"].update(splits={"train": 4, "eval": 2}, n_frames=8, frame_side=112, glyph_size=8)
     params["shard"].update(n_frames=8, maxcount=3)
     params["backbone"].update(steps=6, batch_size=2, eval_split="eval", width=16, stem_channels=8)
     params["features"].update(splits=["train", "eval"])

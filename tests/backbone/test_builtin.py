@@ -121,7 +121,6 @@ def test_grounding_answers_span_the_named_frames():
     backbone = BuiltinBackbone(m)
     colours = ["cyan", "red", "red", "lime", "blue", "navy"]
     colour, read = reads([(c, None) for c in colours])
-    segments = [(t * 0.5, (t + 1) * 0.5) for t in range(6)]
     for question, expected in [("when red", (0.5, 1.5)), ("when red blue", (0.5, 2.5)), ("when blue", (2.0, 2.5))]:
         out = m.answer(colour, read, [question])
         item = Item(torch.zeros(6, 28, 28, 3, dtype=torch.uint8), [1.0] * 6, Query(question, (), "grounding", 3.0))

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
+from resadapt.backbone.resize import resize_frames
 from resadapt.config import ShardParams, SynthParams
 from resadapt.data.manifest import read_manifest
 from resadapt.data.shards import write_shards
-from resadapt.backbone.resize import resize_frames
 from resadapt.data.synth import (
     DIRECTIONS,
     N_DIRECTIONS,
@@ -46,7 +46,8 @@ def test_same_seed_gives_identical_files(tmp_path):
 def check_answer(s, hold: int) -> None:
     """The row's answer is right for its kind, from the per-frame labels alone."""
     meta = s.meta
-    assert meta["needed_frames"][0] == meta["target_frame"] and all(n % hold == hold // 2 for n in meta["needed_frames"])
+    assert meta["needed_frames"][0] == meta["target_frame"]
+    assert all(n % hold == hold // 2 for n in meta["needed_frames"])  # the middle of each needed colour's run
     check_question(s, meta["frames"], meta["needed_frames"], meta["question_kind"], hold)
 
 
