@@ -138,8 +138,13 @@ class BuiltinVideoQA(PreTrainedModel):
         return self.word_embedding(torch.cat(ids).to(self.device), offsets.to(self.device))
 
     def query_colour_logits(self, questions: Sequence[str]) -> torch.Tensor:
-        """[B, C]: logits of each border colour being named by the question (independent, σ)."""
-        return self.query_colour(self.query_words(questions))
+        """[B, C]: logits of each border colour being named by the question (independent, σ): per word w a colour
+        logit ℓ_wc, and ℓ_c = max_w ℓ_wc (a colour is named when some word names it, however many others do)."""
+        ids = [self.word_ids(q) for q in questions]
+        padded = torch.tensor([i + [0] * (max(map(len, ids)) - len(i)) for i in ids], device=self.device)  # [B, Lw]
+        mask = torch.tensor([[k < len(i) for k in range(padded.shape[1])] for i in ids], device=self.device)
+        per_word = self.query_colour(self.word_embedding.weight[padded])  # [B, Lw, C]
+        return per_word.masked_fill(~mask[..., None], float("-inf")).amax(1)
 
     def answer(self, colour_logits: torch.Tensor, log_class_t: torch.Tensor,
                questions: Sequence[str]) -> dict[str, torch.Tensor]:
@@ -147,7 +152,7 @@ class BuiltinVideoQA(PreTrainedModel):
         docstring): log P(k) [B, K] for which, log P(same) [B, 2] (yes, no), log P(n) [B, C+1] for count, the kind
         log P(κ) [B, 3], the grounding spans log P([i, j]) [B, T, T] (−inf below the diagonal), and the query heads."""
         bag = self.query_words(questions)
-        query_colour = self.query_colour(bag)  # [B, C]
+        query_colour = self.query_colour_logits(questions)  # [B, C]
         log_kind, log_o = self.query_kind(bag).log_softmax(-1), self.query_class(bag).log_softmax(-1)  # [B, 3], [B, K]
         p_tc = colour_logits.softmax(-1)  # [B, T, C]
         q = query_colour.sigmoid()

@@ -173,7 +173,8 @@ def train(videos: list[Video], steps: int, batch_size: int, lr: float, warmup: i
         named = torch.zeros_like(out["query_colour"])
         for b, (q, labels) in enumerate(zip(questions, all_labels, strict=True)):
             named[b, [colours[labels[t]["colour"]] for t in q.needed]] = 1
-        loss_query = F.binary_cross_entropy_with_logits(out["query_colour"], named)
+        # summed over colours: a mean over mostly unnamed colours would barely teach the 1–3 named ones
+        loss_query = F.binary_cross_entropy_with_logits(out["query_colour"], named, reduction="sum") / len(batch)
         base = tuple(batch[0].frames.shape[1:3])
         legible, blind = zip(*[legibility(labels, p.sizes, base) for labels, p in zip(all_labels, plans, strict=True)],
                              strict=True)
