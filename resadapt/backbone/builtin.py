@@ -139,12 +139,13 @@ class BuiltinVideoQA(PreTrainedModel):
 
     def query_colour_logits(self, questions: Sequence[str]) -> torch.Tensor:
         """[B, C]: logits of each border colour being named by the question (independent, σ): per word w a colour
-        logit ℓ_wc, and ℓ_c = max_w ℓ_wc (a colour is named when some word names it, however many others do)."""
+        logit ℓ_wc, and ℓ_c = logsumexp_w ℓ_wc, a soft max (a colour is named when some word names it, however many
+        others do; unlike a hard max, every word gets gradient, so a colour word not yet on top still learns)."""
         ids = [self.word_ids(q) for q in questions]
         padded = torch.tensor([i + [0] * (max(map(len, ids)) - len(i)) for i in ids], device=self.device)  # [B, Lw]
         mask = torch.tensor([[k < len(i) for k in range(padded.shape[1])] for i in ids], device=self.device)
         per_word = self.query_colour(self.word_embedding.weight[padded])  # [B, Lw, C]
-        return per_word.masked_fill(~mask[..., None], float("-inf")).amax(1)
+        return per_word.masked_fill(~mask[..., None], float("-inf")).logsumexp(1)
 
     def answer(self, colour_logits: torch.Tensor, log_class_t: torch.Tensor,
                questions: Sequence[str]) -> dict[str, torch.Tensor]:
