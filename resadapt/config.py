@@ -147,7 +147,7 @@ class BackboneParams(Section):
                                 "(the reference trains reasoning answers with 8192; the built-in model answers in one)")
     train_split: str = "train"
     eval_split: str = "val"
-    steps: int = Field(900, ge=1, description="built-in: optimiser steps")
+    steps: int = Field(600, ge=1, description="built-in: optimiser steps")
     batch_size: int = Field(16, ge=1)
     lr: float = Field(3e-3, gt=0)
     warmup: int = Field(30, ge=1)
