@@ -162,8 +162,9 @@ def test_training_moves_every_parameter_and_lowers_the_loss():
     changed = [k for k in before if not torch.equal(before[k], after[k])]
     assert len(changed) == len(before)
     first, last = ({k: np.mean([r[k] for r in part]) for k in log[0]} for part in (log[:5], log[-5:]))
-    assert last["loss"] < 0.8 * first["loss"]
-    assert last["kind"] < 0.5 * first["kind"] and last["query"] < 0.85 * first["query"]  # the question is read
+    assert last["loss"] < 0.9 * first["loss"]
+    assert last["kind"] < 0.5 * first["kind"] and last["counted"] < 0.9 * first["counted"]  # the question is read
+    assert last["colour"] < 0.8 * first["colour"] and last["tokens"] < 0.9 * first["tokens"]  # and the frames
     result = evaluate(BuiltinBackbone(trained), videos, "full", batch_size=4)
     assert result["n_mcq"] == 9 and result["n_grounding"] == 3 and result["retention"] == 1.0
     assert 0.0 <= result["accuracy"] <= 1.0 and {"which/score", "same/score", "count/score"} <= result.keys()
