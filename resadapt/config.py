@@ -82,8 +82,17 @@ class SynthParams(Section):
     frame_side: int = Field(224, ge=56, le=1024, description="frame width and height in pixels")
     fps: float = Field(2.0, gt=0, le=60)
     glyph: Literal["digits", "stripes"] = "stripes"
-    glyph_size: int = Field(16, ge=4, le=64, description="stripe patch side, or digit font size (~0.7x as tall), px")
+    glyph_size: int = Field(16, ge=4, le=64, description="stripe patch side at need 1, or digit font size (~0.7x as "
+                            "tall), px")
+    need_range: tuple[float, float] = Field((0.3, 1.0), description=(
+        "stripes: the scale each frame's glyph needs to be read, drawn in this range (period 3/need px on a patch of "
+        "glyph_size/need px); [1, 1]: every glyph is period 3 on glyph_size px (needs full resolution)"))
+    need_spread: float = Field(0.25, ge=0, le=1, description=(
+        "each video draws a centre need in need_range; its frames' needs lie within +-need_spread of it"))
     grounding_fraction: float = Field(0.25, ge=0, le=1, description="share of videos asked a grounding question")
+    multi_frame_fraction: float = Field(0.5, ge=0, le=1, description=(
+        "share of questions about 2-3 frames: MCQ 'same' (2 frames, yes/no) or 'count' (3 frames, 0-3) equally "
+        "often; grounding 'between' (the span from one named frame to another)"))
     splits: dict[str, int] = Field(default_factory=lambda: {"train": 1000, "val": 200, "eval": 300})
     hold: dict[str, int] = Field(default_factory=lambda: {"eval": 4}, description=(
         "per split: every colour is held for this many frames at this many times the fps (same content and "
@@ -101,9 +110,16 @@ class SynthParams(Section):
     def _check(self) -> SynthParams:
         if self.frame_side % 2:
             raise ValueError(f"frame_side must be even (H.264 with 4:2:0 chroma), got {self.frame_side}")
-        if self.glyph_size > self.frame_side // 3:
+        lo, hi = self.need_range
+        if not 0.1 <= lo <= hi <= 1:
+            raise ValueError(f"need_range must be [lo, hi] with 0.1 <= lo <= hi <= 1, got {list(self.need_range)}")
+        if lo < 1 and self.glyph != "stripes":
+            raise ValueError(f"need_range {list(self.need_range)} grades stripes only; glyph {self.glyph!r} needs "
+                             "[1, 1]")
+        largest = round(self.glyph_size / lo)
+        if largest > self.frame_side // 3:
             raise ValueError(f"glyph_size {self.glyph_size} does not fit inside the border of a {self.frame_side}-px "
-                             f"frame (at most {self.frame_side // 3})")
+                             f"frame: its patch at need {lo} is {largest} px (at most {self.frame_side // 3})")
         if any(h < 1 for h in self.hold.values()) or set(self.hold) - set(self.splits):
             raise ValueError(f"hold must map split names (of splits) to a frame count >= 1, got {self.hold}")
         for key in ("looks", "long"):
@@ -182,7 +198,7 @@ class BackboneParams(Section):
                                 "(the reference trains reasoning answers with 8192; the built-in model answers in one)")
     train_split: str = "train"
     eval_split: str = "val"
-    steps: int = Field(900, ge=1, description="built-in: optimiser steps")
+    steps: int = Field(600, ge=1, description="built-in: optimiser steps")
     batch_size: int = Field(16, ge=1)
     lr: float = Field(3e-3, gt=0)
     warmup: int = Field(30, ge=1)

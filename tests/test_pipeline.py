@@ -28,6 +28,7 @@ def scratch(tmp_path):
         shutil.copytree(REPO / name, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__"))
     params = yaml.safe_load((tmp_path / "params.yaml").read_text())
     params["synth"].update(splits={"train": 4, "eval": 2, "test": 2, "eval_long": 2}, n_frames=8, frame_side=112,
+                           glyph_size=8,
                            looks={"test": {"shade": 20, "frame_side": 140, "phrasing": "alt"}},
                            long={"eval_long": {"frames": 32, "brief": [1, 2]}})
     params["shard"].update(n_frames=8, maxcount=3)

@@ -2,21 +2,29 @@
 
 A conv stem turns each frame (resized by the budget operator) into one token per 28×28 cell, so its visual tokens
 grow with pixel area exactly as Qwen's grid does. Heads read, per token, which glyph class sits in that cell (or
-none) and, per frame, the border colour. The question's words give the colour it asks about. Answering is a pointer:
+none) and, per frame, the border colour p_t(c). The question's words give the colours it names, q_c = σ(·) (one to
+three), its kind κ ∈ {which, same, count}, and for a count the glyph class o it counts. Per frame and per colour:
 
-    a_t = softmax_t( logsumexp_c [log q(c) + log p_t(c)] )            which frame the question points to
     b_tl = softmax_l( log-odds that token l holds a glyph )           where in frame t the glyph is
-    P(k) = Σ_t a_t Σ_l b_tl · softmax(g_tl)_k                         the glyph class, hence the option
+    r_t(k) = Σ_l b_tl · softmax(g_tl)_k                               the class frame t reads (uniform when illegible)
+    R_c(k) ∝ Π_t r_t(k)^{p_t(c)}                                      colour c's read: its frames' evidence combined
+    π_c = q_c · (1 − Π_t (1 − p_t(c)))                                colour c is named and shown
+    which:  P(k) = Σ_c π_c R_c(k) / Σ_c π_c
+    same:   P(yes) = Σ_{c≠c'} π_c π_c' ⟨R_c, R_c'⟩ / Σ_{c≠c'} π_c π_c'
+    count:  P(n) = Poisson-binomial over colours with success π_c · Σ_o P(o) R_c(o)
+    option: P(x) = Σ_κ P(κ) P_κ(x), renormalised over the item's options
 
-A grounding answer is the time segment of a frame drawn from a_t; the greedy answer spans the run of neighbouring
-frames the pointer rates within a factor 2 of the best (the same scene sampled twice is one segment).
-A downscaled frame loses the glyph's fine structure, so P(k) flattens toward chance: the model needs resolution
-exactly where the question points.
+A grounding answer is the span from the first to the last frame of the named colours: with n_t = Σ_c q_c p_t(c),
+
+    P([i, j]) ∝ n_i n_j Π_{t<i} (1 − n_t) Π_{t>j} (1 − n_t)   (i < j),   P([i, i]) ∝ n_i Π_{t≠i} (1 − n_t)
+
+so one colour sampled in several neighbouring frames is one segment, and "from red to blue" is the hull of both.
+A downscaled frame loses the glyph's fine structure, so r_t flattens toward chance: the model needs resolution
+exactly on the frames the question names, as much as each frame's glyph needs.
 """
 
 from __future__ import annotations
 
-import math
 import re
 from collections import defaultdict
 from collections.abc import Sequence
@@ -28,6 +36,7 @@ from transformers import PretrainedConfig, PreTrainedModel
 
 from resadapt.backbone.interface import Item, Rollouts, plan_item
 from resadapt.backbone.resize import GridSpec, resize_frames
+from resadapt.data.synth import MCQ_KINDS
 from resadapt.rewards.choice import chosen_letter
 from resadapt.rewards.spans import format_span, iou, parse_span
 
@@ -73,7 +82,9 @@ class BuiltinVideoQA(PreTrainedModel):
         self.glyph_head = nn.Sequential(nn.Linear(d, d), nn.GELU(), nn.Linear(d, k + 1))  # last class: no glyph
         self.colour_head = nn.Sequential(nn.Linear(d, d), nn.GELU(), nn.Linear(d, len(config.colours)))
         self.word_embedding = nn.EmbeddingBag(len(config.vocab) + 1, config.word_dim, mode="sum")
-        self.query_colour = nn.Linear(config.word_dim, len(config.colours))
+        self.query_colour = nn.Linear(config.word_dim, len(config.colours))  # multi-label: σ per named colour
+        self.query_kind = nn.Linear(config.word_dim, len(MCQ_KINDS))
+        self.query_class = nn.Linear(config.word_dim, k)  # the class a count question counts
         self._word_index = {w: i + 1 for i, w in enumerate(config.vocab)}  # 0: unknown word
         self.post_init()
 
@@ -149,20 +160,49 @@ class BuiltinVideoQA(PreTrainedModel):
         return {"tokens": feats, "glyph_logits": glyph_logits, "token_mask": mask,
                 "colour_logits": self.colour_head(pooled), "log_class_t": log_class_t}
 
-    def query_colour_logits(self, questions: Sequence[str]) -> torch.Tensor:
-        """[B, C]: which border colour each question asks about."""
+    def query_words(self, questions: Sequence[str]) -> torch.Tensor:
+        """[B, word_dim]: the bag of the question's words."""
         ids = [torch.tensor(self.word_ids(q)) for q in questions]
         offsets = torch.tensor([0] + [len(i) for i in ids[:-1]]).cumsum(0)
-        return self.query_colour(self.word_embedding(torch.cat(ids).to(self.device), offsets.to(self.device)))
+        return self.word_embedding(torch.cat(ids).to(self.device), offsets.to(self.device))
+
+    def query_colour_logits(self, questions: Sequence[str]) -> torch.Tensor:
+        """[B, C]: logits of each border colour being named by the question (independent, σ): per word w a colour
+        logit ℓ_wc, and ℓ_c = logsumexp_w ℓ_wc, a soft max (a colour is named when some word names it, however many
+        others do; unlike a hard max, every word gets gradient, so a colour word not yet on top still learns)."""
+        ids = [self.word_ids(q) for q in questions]
+        padded = torch.tensor([i + [0] * (max(map(len, ids)) - len(i)) for i in ids], device=self.device)  # [B, Lw]
+        mask = torch.tensor([[k < len(i) for k in range(padded.shape[1])] for i in ids], device=self.device)
+        per_word = self.query_colour(self.word_embedding.weight[padded])  # [B, Lw, C]
+        return per_word.masked_fill(~mask[..., None], float("-inf")).logsumexp(1)
 
     def answer(self, colour_logits: torch.Tensor, log_class_t: torch.Tensor,
                questions: Sequence[str]) -> dict[str, torch.Tensor]:
-        """colour_logits [B, T, C], log_class_t [B, T, K] → the frame pointer log a [B, T] and log P(k) [B, K]."""
+        """colour_logits [B, T, C], log_class_t [B, T, K] → what every kind of question would answer (module
+        docstring): log P(k) [B, K] for which, log P(same) [B, 2] (yes, no), log P(n) [B, C+1] for count, the kind
+        log P(κ) [B, 3], the grounding spans log P([i, j]) [B, T, T] (−inf below the diagonal), and the query heads."""
+        bag = self.query_words(questions)
         query_colour = self.query_colour_logits(questions)  # [B, C]
-        frame_logits = torch.logsumexp(query_colour.log_softmax(-1)[:, None] + colour_logits.log_softmax(-1), -1)
-        log_a = frame_logits.log_softmax(-1)
-        log_class = torch.logsumexp(log_a[..., None] + log_class_t, 1)
-        return {"query_colour": query_colour, "log_frame": log_a, "log_class": log_class}
+        log_kind, log_o = self.query_kind(bag).log_softmax(-1), self.query_class(bag).log_softmax(-1)  # [B, 3], [B, K]
+        p_tc = colour_logits.softmax(-1)  # [B, T, C]
+        q = query_colour.sigmoid()
+        log_R = torch.einsum("btc,btk->bck", p_tc, log_class_t).log_softmax(-1)  # [B, C, K]
+        shown = -torch.expm1(torch.log1p(-p_tc.clamp(max=1 - 1e-6)).sum(1))  # [B, C]: 1 − Π_t (1 − p_t(c))
+        pi = (q * shown).clamp_min(1e-6)  # [B, C]
+        log_which = torch.logsumexp(pi.log()[..., None] + log_R, 1) - pi.sum(-1, keepdim=True).log()  # [B, K]
+        R = log_R.exp()
+        pair = pi[:, :, None] * pi[:, None, :] * (1 - torch.eye(pi.shape[1], device=pi.device))  # [B, C, C]
+        p_same = ((pair * (R @ R.transpose(1, 2))).sum((1, 2)) / pair.sum((1, 2))).clamp(1e-6, 1 - 1e-6)
+        log_same = torch.stack([p_same.log(), torch.log1p(-p_same)], -1)  # [B, 2]
+        success = pi.clamp(max=1) * (R * log_o.exp()[:, None]).sum(-1)  # [B, C]
+        count = success.new_zeros(success.shape[0], success.shape[1] + 1)
+        count[:, 0] = 1
+        for c in range(success.shape[1]):  # Poisson-binomial: add one colour at a time
+            p = success[:, c : c + 1]
+            count = torch.cat([count[:, :1] * (1 - p), count[:, 1:] * (1 - p) + count[:, :-1] * p], 1)
+        n_t = torch.einsum("bc,btc->bt", q, p_tc).clamp(1e-6, 1 - 1e-6)  # [B, T]
+        return {"query_colour": query_colour, "log_kind": log_kind, "log_counted": log_o, "log_class": log_which,
+                "log_same": log_same, "log_count": count.clamp_min(1e-12).log(), "log_span": span_logprobs(n_t)}
 
     def forward(self, frames: Sequence[Sequence[torch.Tensor]], questions: Sequence[str]) -> dict[str, torch.Tensor]:
         """``frames[b][t]``: uint8 [h, w, 3] at the size the budget operator chose; every item has T frames."""
@@ -172,17 +212,41 @@ class BuiltinVideoQA(PreTrainedModel):
         out |= {k: out[k].view(n_items, n_frames, *out[k].shape[1:]) for k in per_frame}  # [B, T, ...]
         return out | self.answer(out["colour_logits"], out["log_class_t"], questions)
 
-    def option_logprobs(self, log_class: torch.Tensor, options: Sequence[Sequence[str]]) -> list[torch.Tensor]:
-        """log P(option) renormalised over each item's options; an option that is no glyph class gets ~0."""
+    def option_logprobs(self, out: dict[str, torch.Tensor], options: Sequence[Sequence[str]]) -> list[torch.Tensor]:
+        """log P(option) = log Σ_κ P(κ) P_κ(option), renormalised over each item's options; an option a kind cannot
+        give (not a glyph class, not yes/no, not a count) gets ~0 from that kind."""
         index = {g: i for i, g in enumerate(self.config.glyph_classes)}
-        out = []
+        never = out["log_class"].new_tensor(-30.0)
+        result = []
         for b, opts in enumerate(options):
             if not opts:
-                out.append(log_class.new_zeros(0))
+                result.append(out["log_class"].new_zeros(0))
                 continue
-            scores = torch.stack([log_class[b, index[o]] if o in index else log_class.new_tensor(-30.0) for o in opts])
-            out.append(scores.log_softmax(-1))
-        return out
+            per_kind = []
+            for o in opts:
+                which = out["log_class"][b, index[o]] if o in index else never
+                same = out["log_same"][b, ("yes", "no").index(o)] if o in ("yes", "no") else never
+                n = int(o) if o.isdigit() else -1
+                count = out["log_count"][b, n] if 0 <= n < out["log_count"].shape[1] else never
+                per_kind.append(torch.stack([which, same, count]))
+            scores = torch.logsumexp(out["log_kind"][b] + torch.stack(per_kind), -1)  # [n_options]
+            result.append(scores.log_softmax(-1))
+        return result
+
+
+def span_logprobs(n_t: torch.Tensor) -> torch.Tensor:
+    """n_t [B, T] (each frame's chance of showing a named colour) → log P(hull of those frames = [i, j]) [B, T, T],
+    normalised over the non-empty sets, −inf for j < i (module docstring)."""
+    log_n, log_not = n_t.log(), torch.log1p(-n_t)  # [B, T]
+    zero = log_not.new_zeros(log_not.shape[0], 1)
+    before = torch.cat([zero, log_not.cumsum(-1)[:, :-1]], -1)  # Σ_{t<i} log(1 − n_t)
+    after = torch.cat([log_not.flip(-1).cumsum(-1).flip(-1)[:, 1:], zero], -1)  # Σ_{t>j} log(1 − n_t)
+    score = before[:, :, None] + after[:, None, :] + log_n[:, :, None] + log_n[:, None, :]  # [B, i, j]
+    diagonal = torch.eye(n_t.shape[1], dtype=torch.bool, device=n_t.device)
+    score = torch.where(diagonal, (before + after + log_n).diag_embed(), score)
+    upper = torch.ones_like(diagonal).triu()
+    score = score.masked_fill(~upper, float("-inf"))
+    return score - torch.logsumexp(score.flatten(1), -1)[:, None, None]
 
 
 def segment_logsumexp(x: torch.Tensor, segment: torch.Tensor, n: int) -> torch.Tensor:
@@ -206,18 +270,6 @@ def resize_batch(frames: Sequence[torch.Tensor], sizes: Sequence[tuple[int, int]
         for j, i in enumerate(idx):
             out[i] = resized[j]
     return out
-
-
-def greedy_span(log_frame: torch.Tensor, segments: Sequence[tuple[float, float]]) -> str:
-    """The best frame's segment, widened over contiguous neighbours with a_t ≥ a_best / 2."""
-    best = int(log_frame.argmax())
-    near = (log_frame >= log_frame[best] - math.log(2)).tolist()
-    lo, hi = best, best
-    while lo > 0 and near[lo - 1]:
-        lo -= 1
-    while hi < len(near) - 1 and near[hi + 1]:
-        hi += 1
-    return format_span(segments[lo][0], segments[hi][1])
 
 
 class BuiltinBackbone:
@@ -264,15 +316,19 @@ class BuiltinBackbone:
         log_class_t = torch.stack([self._frames[s][1] for s in slots]).view(len(items), n, -1)
         return self.model.answer(colour, log_class_t, [it.query.question for it in items]), plans
 
-    def _choices(self, out, items) -> list[tuple[torch.Tensor, list[str]]]:
-        """Per item: log-probs over its possible answers and their texts (letters, or one span per frame)."""
-        options = self.model.option_logprobs(out["log_class"], [it.query.options for it in items])
+    def _choices(self, out, items) -> list[tuple[torch.Tensor, list[str], list[tuple[float, float]]]]:
+        """Per item: log-probs over its possible answers, their texts (letters, or one span per frame pair i ≤ j)
+        and, for grounding, the spans."""
+        options = self.model.option_logprobs(out, [it.query.options for it in items])
         result = []
         for b, it in enumerate(items):
             if it.query.task == "grounding":
-                result.append((out["log_frame"][b], [format_span(a, e) for a, e in it.frame_segments()]))
+                segments = it.frame_segments()
+                i, j = torch.triu_indices(len(segments), len(segments)).tolist()
+                spans = [(segments[a][0], segments[e][1]) for a, e in zip(i, j, strict=True)]
+                result.append((out["log_span"][b, i, j], [format_span(*sp) for sp in spans], spans))
             else:
-                result.append((options[b], [chr(65 + i) for i in range(len(it.query.options))]))
+                result.append((options[b], [chr(65 + k) for k in range(len(it.query.options))], []))
         return result
 
     def generate(self, items, n: int = 1, greedy: bool = False, temperature: float = 1.0):
@@ -280,15 +336,12 @@ class BuiltinBackbone:
             cached = self.cache and all(it.key is not None for it in items)
             out, plans = self._answer_cached(items) if cached else self.forward(items)
             answers, logps = [], []
-            for (logp, texts), it in zip(self._choices(out, items), items, strict=True):
+            for logp, texts, _ in self._choices(out, items):
                 if greedy:
                     pick = logp.argmax().repeat(n)
                 else:
                     pick = torch.multinomial((logp / temperature).softmax(-1), n, replacement=True)
-                if greedy and it.query.task == "grounding":
-                    answers.append([greedy_span(logp, it.frame_segments())] * n)
-                else:
-                    answers.append([texts[i] for i in pick.tolist()])
+                answers.append([texts[i] for i in pick.tolist()])
                 logps.append(logp[pick])
         return Rollouts(answers, torch.stack(logps).cpu(), [p.total_tokens for p in plans],
                         [p.retention for p in plans])
@@ -296,9 +349,8 @@ class BuiltinBackbone:
     def answer_logprobs(self, items, answers) -> torch.Tensor:
         out, _ = self.forward(items)
         rows = []
-        for (logp, texts), it, given in zip(self._choices(out, items), items, answers, strict=True):
+        for (logp, texts, spans), it, given in zip(self._choices(out, items), items, answers, strict=True):
             if it.query.task == "grounding":
-                spans = [parse_span(t) for t in texts]
                 pick = [max(range(len(spans)), key=lambda k: iou(spans[k], parse_span(a) or (0, 0))) for a in given]
             else:
                 letters = "".join(texts)

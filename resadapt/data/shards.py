@@ -283,6 +283,17 @@ def sampled_labels(meta: dict) -> tuple[list[dict], int | None]:
     return labels, position
 
 
+def sampled_needed(meta: dict) -> list[int] | None:
+    """Positions among the sampled frames that show what the question is about: every sampled frame whose border
+    colour is that of a needed frame (``meta.needed_frames``, else the target); None for videos without labels."""
+    generated = meta.get("meta") or {}
+    if "frames" not in generated:
+        return None
+    needed = generated.get("needed_frames", [generated["target_frame"]] if "target_frame" in generated else [])
+    colours = {generated["frames"][i]["colour"] for i in needed}
+    return [k for k, label in enumerate(sampled_labels(meta)[0]) if label["colour"] in colours]
+
+
 def read_index(shard_dir: str | Path) -> dict:
     path = Path(shard_dir) / INDEX
     if not path.is_file():

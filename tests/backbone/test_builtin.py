@@ -1,3 +1,5 @@
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -12,7 +14,8 @@ CLASSES = list(STRIPES)
 
 def model(**over):
     torch.manual_seed(0)
-    config = BuiltinConfig(glyph_classes=CLASSES, colours=list(PALETTE), vocab=["which", "red", "border"], **over)
+    config = BuiltinConfig(**({"glyph_classes": CLASSES, "colours": list(PALETTE), "vocab": ["which", "red", "border"]}
+                              | over))
     return BuiltinVideoQA(config).eval()
 
 
@@ -129,21 +132,99 @@ def test_rollouts_tokens_and_log_probs_agree():
     assert backbone.generate(items, greedy=True).answers == backbone.generate(items, greedy=True).answers
 
 
+def constructed(vocab: list[str]) -> BuiltinVideoQA:
+    """A model whose query heads are set by hand: each word a one-hot embedding; a colour word names its colour, the
+    words "which", "same" and "many" give the kind, a stripe word the class a count counts."""
+    m = model(vocab=vocab)
+    colours, kinds = list(PALETTE), {"which": 0, "same": 1, "many": 2}
+    with torch.no_grad():
+        for layer in (m.query_colour, m.query_kind, m.query_class):
+            layer.weight.zero_()
+            layer.bias.zero_()
+        m.query_colour.bias.fill_(-10.0)
+        m.word_embedding.weight.zero_()
+        for i, w in enumerate(vocab, start=1):
+            m.word_embedding.weight[i, i] = 1.0
+            if w in colours:
+                m.query_colour.weight[colours.index(w), i] = 20.0
+            if w in kinds:
+                m.query_kind.weight[kinds[w], i] = 20.0
+            if w in CLASSES:
+                m.query_class.weight[CLASSES.index(w), i] = 20.0
+    return m
+
+
+def reads(frames: list[tuple[str, str | None]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """colour_logits [1, T, C] and log_class_t [1, T, K] of frames (colour, class read; None: illegible)."""
+    colour = torch.full((1, len(frames), len(PALETTE)), -20.0)
+    read = torch.full((1, len(frames), len(CLASSES)), math.log(1e-4))
+    for t, (c, k) in enumerate(frames):
+        colour[0, t, list(PALETTE).index(c)] = 20.0
+        read[0, t] = read[0, t] if k is not None else 0.0
+        if k is not None:
+            read[0, t, CLASSES.index(k)] = 0.0
+    return colour, read.log_softmax(-1)
+
+
+def answer_of(m: BuiltinVideoQA, frames, question: str, options: list[str]) -> str:
+    colour, read = reads(frames)
+    out = m.answer(colour, read, [question])
+    return options[int(m.option_logprobs(out, [options])[0].argmax())]
+
+
+def test_the_readout_combines_the_frames_a_question_names():
+    m = constructed(["which", "same", "many", "red", "blue", "green", "vertical", "horizontal"])
+    video = [("red", "vertical"), ("cyan", "horizontal"), ("blue", "vertical"), ("green", "horizontal")]
+    same, count = ["yes", "no"], ["0", "1", "2", "3"]
+    assert answer_of(m, video, "which red", CLASSES) == "vertical"
+    assert answer_of(m, video, "which green", CLASSES) == "horizontal"
+    assert answer_of(m, video, "same red blue", same) == "yes"
+    assert answer_of(m, video, "same red green", same) == "no"
+    assert answer_of(m, video, "many red blue green vertical", count) == "2"
+    assert answer_of(m, video, "many red blue green horizontal", count) == "1"
+    # an illegible frame is "cannot tell": same → P(yes) = 1/4, a count is spread over both outcomes
+    blind = [("red", "vertical"), ("cyan", "horizontal"), ("blue", None), ("green", "horizontal")]
+    colour, read = reads(blind)
+    out = m.answer(colour, read, ["same red blue"])
+    assert out["log_same"][0, 0].exp().item() == pytest.approx(0.25, abs=1e-3)
+    out = m.answer(colour, read, ["many red blue green vertical"])
+    assert out["log_count"][0, 1:3].exp().tolist() == pytest.approx([0.75, 0.25], abs=1e-3)
+    # the same colour sampled twice, once sharp and once illegible: the sharp read decides
+    held = [("red", None), ("red", "horizontal"), ("blue", "vertical")]
+    assert answer_of(m, held, "which red", CLASSES) == "horizontal"
+    assert answer_of(m, held, "same red blue", same) == "no"
+
+
+def test_grounding_answers_span_the_named_frames():
+    m = constructed(["when", "red", "blue"])
+    backbone = BuiltinBackbone(m)
+    colours = ["cyan", "red", "red", "lime", "blue", "navy"]
+    colour, read = reads([(c, None) for c in colours])
+    for question, expected in [("when red", (0.5, 1.5)), ("when red blue", (0.5, 2.5)), ("when blue", (2.0, 2.5))]:
+        out = m.answer(colour, read, [question])
+        item = Item(torch.zeros(6, 28, 28, 3, dtype=torch.uint8), [1.0] * 6, Query(question, (), "grounding", 3.0))
+        (logp, texts, spans), = backbone._choices(out, [item])
+        assert len(spans) == 21 and spans[int(logp.argmax())] == expected
+        assert logp.exp().sum().item() == pytest.approx(1.0, abs=1e-5)
+
+
 def _videos(n: int) -> list[Video]:
-    """Tiny rendered-in-memory videos with the generator's labels (no files needed for the training loop)."""
-    from resadapt.data.synth import render_frame
+    """Tiny rendered-in-memory graded videos with the generator's labels (no files needed for the training loop)."""
+    from resadapt.data.synth import ask, draw_needs, render_frame
 
     rng = np.random.default_rng(0)
     videos = []
-    for _ in range(n):
+    for i in range(n):
         colours = [str(c) for c in rng.choice(list(PALETTE), size=4, replace=False)]
-        rendered = [render_frame(rng, 112, c, "stripes", 12) for c in colours]
+        needs = draw_needs(rng, 4, 0.5, 1.0, 0.25)
+        rendered = [render_frame(rng, 112, c, "stripes", 8, need) for c, need in zip(colours, needs, strict=True)]
         frames = torch.from_numpy(np.stack([f for f, _ in rendered]))
-        labels = [{"colour": lab.colour, "glyph": lab.glyph, "box": list(lab.box)} for _, lab in rendered]
-        meta = {"question": f"Which stripe orientation is shown in the frame with the {colours[0]} border?",
-                "options": list(STRIPES), "answer": chr(65 + STRIPES.index(labels[0]["glyph"])), "task": "mcq",
-                "duration": 2.0, "frame_indices": [0, 1, 2, 3],
-                "meta": {"glyph_kind": "stripes", "frames": labels, "target_frame": 0}}
+        labels = [lab.meta() for _, lab in rendered]
+        q = ask(rng, labels, ("which", "same", "count", "between")[i % 4], "stripes", 2.0)
+        meta = {"question": q.question, "options": q.options, "answer": q.answer, "duration": 2.0,
+                "task": "grounding" if q.span else "mcq", "span": q.span, "frame_indices": [0, 1, 2, 3],
+                "meta": {"glyph_kind": "stripes", "frames": labels, "target_frame": q.needed[0],
+                         "needed_frames": q.needed, "question_kind": q.kind}}
         videos.append(Video(frames, meta))
     return videos
 
@@ -159,7 +240,10 @@ def test_training_moves_every_parameter_and_lowers_the_loss():
     after = trained.state_dict()
     changed = [k for k in before if not torch.equal(before[k], after[k])]
     assert len(changed) == len(before)
-    first, last = np.mean([r["loss"] for r in log[:5]]), np.mean([r["loss"] for r in log[-5:]])
-    assert last < 0.7 * first
+    first, last = ({k: np.mean([r[k] for r in part]) for k in log[0]} for part in (log[:5], log[-5:]))
+    assert last["loss"] < 0.9 * first["loss"]
+    assert last["kind"] < 0.5 * first["kind"] and last["counted"] < 0.9 * first["counted"]  # the question is read
+    assert last["colour"] < 0.8 * first["colour"] and last["tokens"] < 0.9 * first["tokens"]  # and the frames
     result = evaluate(BuiltinBackbone(trained), videos, "full", batch_size=4)
-    assert result["n_mcq"] == 12 and 0.0 <= result["accuracy"] <= 1.0 and result["retention"] == 1.0
+    assert result["n_mcq"] == 9 and result["n_grounding"] == 3 and result["retention"] == 1.0
+    assert 0.0 <= result["accuracy"] <= 1.0 and {"which/score", "same/score", "count/score"} <= result.keys()

@@ -7,7 +7,15 @@ import webdataset as wds
 
 import resadapt.data.shards as shards
 from resadapt.config import ShardParams
-from resadapt.data.shards import base_size, iter_split, read_index, sample_key, sampled_labels, write_shards
+from resadapt.data.shards import (
+    base_size,
+    iter_split,
+    read_index,
+    sample_key,
+    sampled_labels,
+    sampled_needed,
+    write_shards,
+)
 from tests.conftest import counting_clip, frame_index, mcq_row, write_manifest
 
 
@@ -93,6 +101,15 @@ def test_sampled_labels_follow_the_sampled_frames():
     labels, target = sampled_labels(meta)
     assert [f["glyph"] for f in labels] == ["1", "3", "5", "7"] and target == 1  # frame 4 → nearest sampled (3)
     assert sampled_labels({"frame_indices": [0]}) == ([], None)
+
+
+def test_sampled_needed_are_the_sampled_frames_of_the_needed_colours():
+    colours = [c for c in "abcd" for _ in range(2)]  # every colour held for 2 frames
+    frames = [{"colour": c} for c in colours]
+    meta = {"frame_indices": [0, 1, 3, 4, 6], "meta": {"frames": frames, "needed_frames": [1, 7], "target_frame": 1}}
+    assert sampled_needed(meta) == [0, 1, 4]  # colours a (frames 0, 1) and d (frame 6)
+    assert sampled_needed({"frame_indices": [0, 2], "meta": {"frames": frames, "target_frame": 3}}) == [1]
+    assert sampled_needed({"frame_indices": [0]}) is None
 
 
 def test_base_size_keeps_aspect_on_the_grid():
