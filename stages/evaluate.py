@@ -14,6 +14,7 @@ scores), pareto.json (DVC plot data), pareto.png, heatmaps.png, report.md.
 """
 
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import fields
 from functools import cache
@@ -31,6 +32,7 @@ from resadapt.data.sample import Video
 from resadapt.data.shards import iter_split
 from resadapt.data.video import VideoError
 from resadapt.evaluate import figures, report
+from resadapt.evaluate.allocation import allocation_stats
 from resadapt.evaluate.budget import full_tokens
 from resadapt.evaluate.sweep import EvalSet, frames_multiplier, resadapt_scales, sweep, topk_variant
 from resadapt.evaluate.taskres import calibrate
@@ -112,6 +114,11 @@ def main(params, args) -> None:
     others |= {s: measured(s, long_methods)[1] for s in p.long_splits}
     comparisons = report.paired(rows, target, seed=p.seed)
     paired = {s: report.paired(r, target, seed=p.seed) for s, r in others.items()}
+    base_tokens = [full_tokens(tuple(v.frames.shape[1:3]), len(v.frames), backbone.grid) for v in videos]
+    spend = {f"{name}/{report.budget_key(r)}": allocation_stats(resadapt_scales(a, sets[1], backbone, r, base_tokens),
+                                                                 videos)
+             for name, a in (("resadapt", allocator), ("resadapt_nosim", nosim)) if a is not None
+             for r in (None, target)}
 
     out = Path(p.out_dir)
     notes = [f"split {p.split!r}: {len(videos)} videos ({sum(v.meta['task'] == 'mcq' for v in videos)} mcq), "
@@ -119,6 +126,11 @@ def main(params, args) -> None:
     if taskres:
         notes.append(f"TaskRes (fitted on {p.calibration_split!r}): {taskres.describe(target)}")
     metrics = report.metrics_json(rows, check, comparisons)
+    if any(spend.values()):
+        metrics["allocation"] = spend
+        notes += [f"{k}: needed frames' mean scale {v['needed_scale']:.3f}, others' {v['other_scale']:.3f} "
+                  f"(ratio {v['ratio']:.2f}), corr(scale, need) on needed frames {v.get('corr_need') or math.nan:.2f}"
+                  for k, v in spend.items() if v]
     if others:
         metrics["splits"] = {s: report.metrics_json(r, report.checks(r, target, params.register_.min_margin),
                                                     paired[s]) for s, r in others.items()}

@@ -1,0 +1,29 @@
+import math
+
+import torch
+
+from resadapt.data.sample import Video
+from resadapt.evaluate.allocation import allocation_stats
+
+
+def video(key, colours, needs, needed):
+    frames = [{"colour": c, "glyph": "vertical", "box": [0, 0, 1, 1], "need": n} for c, n in zip(colours, needs,
+                                                                                                strict=True)]
+    meta = {"frame_indices": list(range(len(colours))),
+            "meta": {"frames": frames, "needed_frames": needed, "target_frame": needed[0]}}
+    return Video(key, torch.zeros(len(colours), 28, 28, 3, dtype=torch.uint8), meta)
+
+
+def test_needed_and_other_scales_ratio_and_correlation_with_need():
+    videos = [video("a", ["red", "blue", "green", "red"], [0.4, 0.9, 0.5, 0.6], [0]),  # red shown twice: both needed
+              video("b", ["red", "blue", "green", "teal"], [0.4, 0.9, 0.5, 0.6], [1, 2])]
+    scales = [torch.tensor([0.4, 0.1, 0.1, 0.6]), torch.tensor([0.1, 0.9, 0.5, 0.1])]
+    stats = allocation_stats(scales, videos)
+    assert math.isclose(stats["needed_scale"], (0.4 + 0.6 + 0.9 + 0.5) / 4, rel_tol=1e-6)
+    assert math.isclose(stats["other_scale"], 0.1, rel_tol=1e-6) and math.isclose(stats["ratio"], 6.0, rel_tol=1e-6)
+    assert stats["n_needed_frames"] == 4 and math.isclose(stats["corr_need"], 1.0)  # every needed frame at its need
+
+
+def test_videos_without_labels_give_nothing():
+    plain = Video("x", torch.zeros(2, 28, 28, 3, dtype=torch.uint8), {"frame_indices": [0, 1], "meta": {}})
+    assert allocation_stats([torch.tensor([1.0, 0.1])], [plain]) == {}
