@@ -53,7 +53,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         synth = SynthParams(out_dir=str(tmp / "synth"), splits={"bench": args.videos}, hold={}, frame_side=side,
-                            n_frames=max(args.frames, 2) if args.quick else 16)
+                            n_frames=max(args.frames, 2) if args.quick else 16, glyph_size=max(4, side * 16 // 224))
         manifest = build_dataset(synth, progress=False)
         # four tars, so that two partitions get two each
         params = ShardParams(out_dir=str(tmp / "shards"), n_frames=args.frames, n_workers=args.workers,

@@ -52,7 +52,9 @@ def synth(tmp_path_factory):
     """Shards of a small synthetic set, and shards of the same videos with the questions' fields scrambled."""
     root = tmp_path_factory.mktemp("synth")
     manifest = build_dataset(SynthParams(out_dir=str(root), n_frames=N_FRAMES, frame_side=112, glyph_size=12,
-                                         splits={"train": 24, "val": 8}, hold={}), progress=False)
+                                         need_range=(1.0, 1.0), multi_frame_fraction=0.0,
+                                         splits={"train": 24, "val": 8}, hold={}),
+                             progress=False)
     rng = np.random.default_rng(0)
     rows = [json.loads(line) for line in manifest.read_text().splitlines()]
     other = root / "scrambled.jsonl"
