@@ -126,12 +126,18 @@ class SynthParams(Section):
             if set(getattr(self, key)) - set(self.splits):
                 raise ValueError(f"{key} names splits that synth.splits does not render: "
                                  f"{sorted(set(getattr(self, key)) - set(self.splits))}")
+        for split, long in self.long.items():  # up to 3 named colours are brief; each other one must last longer
+            others = max(1, self.n_frames - 3)
+            if (long.frames - 3 * long.brief[1]) // others <= long.brief[1]:
+                raise ValueError(f"long.{split}: {long.frames} frames cannot show {others} other colours each for "
+                                 f"longer than the brief {long.brief[1]}: use more frames or a shorter brief")
         if set(self.long) & set(self.hold):
             raise ValueError(f"splits {sorted(set(self.long) & set(self.hold))} are both long and held: choose one")
         for split, look in self.looks.items():
             side = look.frame_side or self.frame_side
-            if self.glyph_size > side // 3:
-                raise ValueError(f"looks.{split}: glyph_size {self.glyph_size} does not fit a {side}-px frame")
+            if largest > side // 3:
+                raise ValueError(f"looks.{split}: glyph_size {self.glyph_size} does not fit a {side}-px frame: its "
+                                 f"patch at need {lo} is {largest} px (at most {side // 3})")
         bad = {k: v for k, v in self.splits.items() if v < 0}
         if bad or not self.splits:
             raise ValueError(f"splits must map split names to non-negative counts, got {self.splits}")

@@ -16,7 +16,6 @@ scores), pareto.json (DVC plot data), pareto.png, heatmaps.png, report.md.
 import json
 import math
 from collections.abc import Sequence
-from dataclasses import fields
 from functools import cache
 from pathlib import Path
 
@@ -36,7 +35,7 @@ from resadapt.evaluate.allocation import allocation_stats
 from resadapt.evaluate.budget import full_tokens
 from resadapt.evaluate.sweep import EvalSet, frames_multiplier, resadapt_scales, sweep, topk_variant
 from resadapt.evaluate.taskres import calibrate
-from resadapt.features.coarse import Features, load_features
+from resadapt.features.coarse import load_features
 from resadapt.features.contrastive import ENCODER_DIR
 from resadapt.features.online import encode, make_encoder
 from resadapt.io import atomic_path, write_json
@@ -107,18 +106,20 @@ def main(params, args) -> None:
                            batch_size=p.batch_size, style=p.prompt, nosim=nosim)
 
     sets, rows = measured(p.split, p.methods)
-    videos, features = sets[1].videos, sets[1].features
+    primary = sets[1]
+    del sets  # the 2x/4x clips hold most of the memory; the other splits decode their own
+    videos = primary.videos
+    base_tokens = [full_tokens(tuple(v.frames.shape[1:3]), len(v.frames), backbone.grid) for v in videos]
+    allocations = {(name, r): resadapt_scales(a, primary, backbone, r, base_tokens)
+                   for name, a in (("resadapt", allocator), ("resadapt_nosim", nosim)) if a is not None
+                   for r in (None, target)}
+    spend = {f"{name}/{report.budget_key(r)}": allocation_stats(s, videos) for (name, r), s in allocations.items()}
     check = report.checks(rows, target, params.register_.min_margin)
     long_methods = [m for m in p.methods if m == "resadapt" or m.startswith("resadapt_x")]
     others = {s: measured(s, p.methods)[1] for s in p.test_splits}
     others |= {s: measured(s, long_methods)[1] for s in p.long_splits}
     comparisons = report.paired(rows, target, seed=p.seed)
     paired = {s: report.paired(r, target, seed=p.seed) for s, r in others.items()}
-    base_tokens = [full_tokens(tuple(v.frames.shape[1:3]), len(v.frames), backbone.grid) for v in videos]
-    spend = {f"{name}/{report.budget_key(r)}": allocation_stats(resadapt_scales(a, sets[1], backbone, r, base_tokens),
-                                                                 videos)
-             for name, a in (("resadapt", allocator), ("resadapt_nosim", nosim)) if a is not None
-             for r in (None, target)}
 
     out = Path(p.out_dir)
     notes = [f"split {p.split!r}: {len(videos)} videos ({sum(v.meta['task'] == 'mcq' for v in videos)} mcq), "
@@ -141,10 +142,7 @@ def main(params, args) -> None:
     figures.pareto_png(rows, out / "pareto.png")
     shown = videos[: p.heatmaps]
     if shown:
-        sub = EvalSet(shown, Features(*(getattr(features, f.name)[: len(shown)] for f in fields(Features))))
-        base = [full_tokens(tuple(v.frames.shape[1:3]), len(v.frames), backbone.grid) for v in shown]
-        scales = resadapt_scales(allocator, sub, backbone, target, base)
-        figures.heatmaps_png(shown, scales, backbone.grid, out / "heatmaps.png",
+        figures.heatmaps_png(shown, allocations["resadapt", target][: len(shown)], backbone.grid, out / "heatmaps.png",
                              f"ResAdapt at retention budget {target:g} ({p.split} split)")
     with atomic_path(out / "report.md") as tmp:
         tmp.write_text(report.markdown(rows, check, p.budgets, notes, comparisons)

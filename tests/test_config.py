@@ -35,6 +35,7 @@ def test_missing_file_is_an_error_never_all_defaults(tmp_path):
     ("synth:\n  looks: {eval: {background: [200, 100]}}\n", "background must be a grey range"),
     ("synth:\n  long: {eval: {frames: 16, brief: [1, 5]}}\n", "brief must be 1 <= lo <= hi <= frames/4"),
     ("synth:\n  long: {eval: {frames: 64}}\n", "splits ['eval'] are both long and held"),
+    ("synth:\n  hold: {}\n  long: {eval: {frames: 16, brief: [1, 4]}}\n", "cannot show 13 other colours"),
     ("evaluate:\n  test_splits: [eval]\n", "test_splits and long_splits must be other splits"),
     ("evaluate:\n  test_splits: [t]\n  long_splits: [t]\n", "test_splits and long_splits must be other splits"),
 ])
