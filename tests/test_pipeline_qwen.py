@@ -53,10 +53,13 @@ def project(tmp: Path, kind: str) -> Path:
     params["backbone"].update(source="hf", checkpoint=str(checkpoint), device="cpu", max_new_tokens=3)
     params["features"].update(encoder="hf", checkpoint=clip, side=32, splits=["train", "val", "eval"])
     params["train"].update(steps=2, prompts=2, allocations=2, answers=2, width=16, heads=2, checkpoint_every=1,
-                           rollout_batch=3, update_batch=2, device="cpu")
+                           rollout_batch=3, update_batch=2, device="cpu", threads=1)
+    params["train_nosim"].update(steps=2)
     if kind == "qwen2_5_vl":  # ResAdapt-RL with a LoRA adapter on this one; the Allocator alone on the other
         params["train"].update(update_backbone=True, lora={"enabled": True, "r": 4, "alpha": 8, "dropout": 0.0})
-    params["evaluate"].update(budgets=[0.25, 0.5, 1.0], heatmaps=1, taskres_samples=2, batch_size=4, test_splits=[],
+    params["backbone"].update(threads=1)
+    params["evaluate"].update(threads=1, budgets=[0.25, 0.5, 1.0], heatmaps=1, taskres_samples=2, batch_size=4,
+                              test_splits=[],
                               long_splits=[])
     params["register"].update(target_budget=0.25, min_margin=0.0)
     (tmp / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))

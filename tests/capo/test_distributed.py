@@ -95,8 +95,14 @@ def one_process(tmp_path_factory):
 # Weights the losses cannot see get gradients of pure rounding noise (~1e-9), which Adam normalises into steps of
 # O(lr) that change with any change of summation order, in one process as across ranks: the allocation head's output
 # bias (the zero-sum a − mean a removes it) and the built-in backbone's "no glyph" logit bias (it shifts every token's
-# presence alike, and the softmax over tokens removes it). They are compared through what they feed instead.
-UNSEEN = {"allocator.allocation.3.bias": slice(None), "backbone.glyph_head.2.bias": slice(-1, None)}
+# presence alike, and the softmax over tokens removes it), and its question-kind head: every question here is a
+# "which", whose options no other kind can give, so log P(kind) cancels in the renormalisation over the options up to
+# the e⁻³⁰ floor of impossible options (its two replicas drift apart by up to 0.03). They are compared through what
+# they feed instead. The word embedding feeds that head too, and its own gradient is at most 2e-5: after 4 Adam steps
+# its replicas differ by up to 6e-5 (of weights ~0.8), while everything it computes agrees to 1e-6.
+UNSEEN = {"allocator.allocation.3.bias": slice(None), "backbone.glyph_head.2.bias": slice(-1, None),
+          "backbone.query_kind.weight": slice(None), "backbone.query_kind.bias": slice(None)}
+TOLERANCE = {"backbone.word_embedding.weight": 2e-4}
 
 
 def outputs(w: dict[str, torch.Tensor]) -> list[torch.Tensor]:
@@ -120,17 +126,13 @@ def assert_same(expected: dict, got: dict) -> None:
     for k, where in UNSEEN.items():
         keep[k][where] = False
     bad = {k: (expected[k] - got[k])[keep[k]].abs().max().item() for k in expected
-           if not torch.allclose(expected[k][keep[k]], got[k][keep[k]], atol=1e-5, rtol=0)}
+           if not torch.allclose(expected[k][keep[k]], got[k][keep[k]], atol=TOLERANCE.get(k, 1e-5), rtol=0)}
     assert not bad, bad
     for a, b in zip(outputs(expected), outputs(got), strict=True):
         assert torch.allclose(a, b, atol=1e-5, rtol=0), (a - b).abs().max()
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(reason="known failure since the graded multi-frame readout (2026-12-01): after 4 ResAdapt-RL steps "
-                   "the backbone's new query_kind head differs by up to 0.008 between 2 ranks and one process "
-                   "(word_embedding 2e-5); not yet diagnosed: an Adam-amplified unseen parameter or a real DDP "
-                   "difference", strict=False)
 def test_two_ranks_end_where_one_process_ends_through_a_kill_and_a_rerun_and_only_rank_0_writes(one_process, tmp_path):
     assert not launch(rank_main, tmp_path, 3)  # rank 1 dies at step 3; rank 0 is stopped
     assert not (tmp_path / "rank0.json").exists()
