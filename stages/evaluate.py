@@ -79,7 +79,7 @@ def main(params, args) -> None:
     p, target = params.evaluate, params.register_.target_budget
     torch.set_num_threads(p.threads)
     try:
-        backbone = build_backbone(BackboneSpec.from_params(params, trained=True))
+        backbone = build_backbone(BackboneSpec.from_params(params, trained=True), cache=True)
     except (BackboneError, PinError, OSError) as exc:
         raise StageError(f"backbone: {exc}") from None
     allocator = Allocator.from_pretrained(params.train.out_dir).eval()
