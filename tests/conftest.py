@@ -10,11 +10,14 @@ import pytest
 
 from resadapt.data.video import write_mp4
 
+LONGEST = ("test_pipeline.py", "test_pipeline_qwen.py", "test_deployment.py")  # the whole DAG, 2-3 minutes each
+
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Slow end-to-end tests first, so that pytest-xdist's workers (``-n``) start on them together instead of one
-    worker finishing them alone at the end."""
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+    """Slow end-to-end tests first, the whole-DAG runs first of all, so that pytest-xdist's workers (``-n``, which
+    steal queued tests from each other: ``--dist worksteal``) start on them together instead of one worker finishing
+    them alone at the end."""
+    items.sort(key=lambda item: (item.get_closest_marker("slow") is None, item.path.name not in LONGEST))
 
 
 LEVEL0, LEVEL_STEP = 16, 28  # grey levels far enough apart to survive H.264 and resizing

@@ -3,13 +3,13 @@
     Full          s_t = 1
     FixedScale    s_t = √r                              (r ≈ s², up to the grid's rounding)
     RandomDrop    k = max(1, round(r·T)) frames kept at s = 1, chosen at random; the rest are not encoded
-    ResAdapt      budget B = r · tokens(1× at s = 1). When B covers the policy's own scales (capped at 1), every
-                  scale is raised by one factor, s'_t = clip(c·s_t, s_min, 1) with the largest c within B, and what
-                  the grid's rounding leaves goes to the highest-ranked chunks, each as far toward 1 as it fits.
-                  When B does not cover them, frames are served in the Allocator's order: every chunk starts at
-                  s_min and, highest scale first, gets the scale the Allocator asked for if B still allows it.
-                  (A plain uniform rescale, ``fill=False``, shrinks every frame alike: two copies of the one frame
-                  that matters then both fall below legibility. The sweep reports it as ``resadapt_uniform``.)
+    ResAdapt      budget B = r · tokens(1× at s = 1). Every scale is multiplied by one factor,
+                  s'_t = clip(c·s_t, s_min, 1) with the largest c within B; what the grid's rounding leaves goes to
+                  the highest-ranked chunks, each as far toward its cap as it fits: 1 when B covers the policy's own
+                  scales, the scale the Allocator asked for when it does not. (Chosen on `val`, 2026-12-01: serving
+                  frames in the Allocator's order instead, each at its ask or s_min, left the top frame at s_min
+                  whenever its ask did not fit: 34.0% vs 67.3% MCQ accuracy at r = 0.05, 78.2 vs 80.8% at 0.1.
+                  The plain rescale without the remainder, ``fill=False``, is reported as ``resadapt_uniform``.)
     TaskRes       one scale per task: the largest uniform scale whose realised tokens ≤ r_τ · tokens(1×)
     Top-k         the chunks most similar to the query at s = 1 within B, the rest floored or dropped (topk.py)
 
@@ -54,17 +54,15 @@ def match_budget(scales: torch.Tensor, frame_size: tuple[int, int], grid: GridSp
     matched = _rescale(scales, frame_size, grid, budget_tokens, s_min, s_max, iters)
     if not fill:
         return matched
-    if bool((matched < wanted - 1e-6).any()):  # the budget does not cover the policy: serve frames in its order
-        return fill_remainder(torch.full_like(scales, s_min), scales, frame_size, grid, budget_tokens, wanted,
-                              partial=False)
-    return fill_remainder(matched, scales, frame_size, grid, budget_tokens, torch.full_like(scales, s_max))
+    covered = not bool((matched < wanted - 1e-6).any())
+    caps = torch.full_like(scales, s_max) if covered else wanted
+    return fill_remainder(matched, scales, frame_size, grid, budget_tokens, caps)
 
 
 def fill_remainder(scales: torch.Tensor, priority: torch.Tensor, frame_size: tuple[int, int], grid: GridSpec,
-                   budget_tokens: float, caps: torch.Tensor, partial: bool = True, levels: int = 48) -> torch.Tensor:
+                   budget_tokens: float, caps: torch.Tensor, levels: int = 48) -> torch.Tensor:
     """Raise chunks in order of ``priority`` (their mean), each to the largest of ``levels`` scales up to its cap
-    (the mean of ``caps``) that keeps the total within ``budget_tokens``; with ``partial=False`` a chunk gets its
-    cap or stays where it is. A chunk's frames share one size."""
+    (the mean of ``caps``) that keeps the total within ``budget_tokens``. A chunk's frames share one size."""
     plan = plan_resize(frame_size, scales.tolist(), grid)
     spent = plan.total_tokens
     out = scales.clone()
@@ -74,7 +72,7 @@ def fill_remainder(scales: torch.Tensor, priority: torch.Tensor, frame_size: tup
         now, cap = float(out[chunk].mean()), float(caps[chunk].mean())
         if now >= cap:
             continue
-        for cand in torch.linspace(cap, now, levels if partial else 1).tolist():
+        for cand in torch.linspace(cap, now, levels).tolist():
             tokens = tokens_of(target_size(*frame_size, cand, grid), grid)
             if spent - plan.tokens[k] + tokens <= budget_tokens:
                 if tokens > plan.tokens[k]:
