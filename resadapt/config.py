@@ -396,7 +396,8 @@ class TrainNosimParams(Section):
     """The ablation Allocator (stage ``train_nosim``): ``train`` with ``similarity: false``, own output and steps."""
 
     out_dir: str = "models/allocator_nosim"
-    steps: int = Field(600, ge=1)
+    steps: int = Field(300, ge=1, description="the ablation's own step count (fewer than train.steps: the default "
+                       "run's time budget)")
 
 
 METHODS = ("full", "fixed_scale", "random_drop", "taskres", "relevance_topk", "relevance_topk_drop", "resadapt",

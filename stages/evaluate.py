@@ -77,6 +77,10 @@ def eval_sets(params, split: str, multipliers: Sequence[int], encoder, progress:
 
 def main(params, args) -> None:
     p, target = params.evaluate, params.register_.target_budget
+    missing = [s for s in (p.split, *p.test_splits, *p.long_splits) if s not in params.features.splits]
+    if missing:  # before minutes of sweeping: the later splits are read after the first one's sweep
+        raise StageError(f"evaluate: split(s) {missing} (evaluate.split, test_splits, long_splits) have no features: "
+                         "add them to features.splits")
     torch.set_num_threads(p.threads)
     try:
         backbone = build_backbone(BackboneSpec.from_params(params, trained=True), cache=True)
@@ -129,8 +133,9 @@ def main(params, args) -> None:
     metrics = report.metrics_json(rows, check, comparisons)
     if any(spend.values()):
         metrics["allocation"] = spend
-        notes += [f"{k}: needed frames' mean scale {v['needed_scale']:.3f}, others' {v['other_scale']:.3f} "
-                  f"(ratio {v['ratio']:.2f}), corr(scale, need) on needed frames {v.get('corr_need') or math.nan:.2f}"
+        notes += [f"{k}: needed frames' mean scale {v['needed_scale']:.3f}, others' {v['other_scale'] or math.nan:.3f} "
+                  f"(ratio {v['ratio'] or math.nan:.2f}), corr(scale, need) on needed frames "
+                  f"{v.get('corr_need') or math.nan:.2f}"
                   for k, v in spend.items() if v]
     if others:
         metrics["splits"] = {s: report.metrics_json(r, report.checks(r, target, params.register_.min_margin),

@@ -33,8 +33,8 @@ def frame_query_match(frame_embed: torch.Tensor, query_embed: torch.Tensor) -> t
     """match [..., T] = (cos(frame_embed [..., T, E], query_embed [..., E]) + 1) / 2: the Allocator's input."""
     if frame_embed.shape[-1] == 0:
         raise ValueError("relevance top-k needs an encoder with a shared frame/query space (features.encoder "
-                         "builtin or hf); these features have frame_embed width 0: drop relevance_topk* from "
-                         "evaluate.methods")
+                         "contrastive, builtin or hf); these features have frame_embed width 0: drop relevance_topk* "
+                         "from evaluate.methods")
     return (F.cosine_similarity(frame_embed.float(), query_embed.float()[..., None, :], dim=-1) + 1) / 2
 
 
