@@ -24,37 +24,41 @@ from resadapt.capo.bandit import BanditSpec, from_train_params, run_bandit
 from resadapt.config import load_params
 
 VARIANTS = {  # name → (train overrides, capo overrides)
-    "spec": ({}, {"credit": "allocation"}),
-    "spec + kappa offset": ({"kappa_floor": "offset"}, {"credit": "allocation"}),
-    "capo_frame": ({}, {"credit": "capo_frame"}),
-    "frame_cost ungated": ({}, {"frame_gate": False}),
+    "spec": ({"credit_coef": 0.0}, {"credit": "allocation"}),
+    "spec + kappa offset": ({"credit_coef": 0.0, "kappa_floor": "offset"}, {"credit": "allocation"}),
+    "capo_frame": ({"credit_coef": 0.0}, {"credit": "capo_frame"}),
+    "frame_cost ungated": ({"credit_coef": 0.0}, {"frame_gate": False}),
+    "frame_cost": ({"credit_coef": 0.0}, {}),
+    "frame_cost + kappa offset": ({"credit_coef": 0.0, "kappa_floor": "offset"}, {}),
+    "frame_cost + blame 0.75": ({"credit_coef": 0.0}, {"frame_blame": 0.75}),
     "default": ({}, {}),
-    "default + kappa offset": ({"kappa_floor": "offset"}, {}),
-    "default + blame 0.75": ({}, {"frame_blame": 0.75}),
+    "default, credit 0.1": ({"credit_coef": 0.1}, {}),
+    "default, credit 1.0": ({"credit_coef": 1.0}, {}),
 }
-SIM_MODES, SIM_STEPS, NOSIM_STEPS = ("where", "how_much", "two_frames"), (100, 300), (300, 1000, 3000)
+SIM_MODES, SIM_STEPS, NOSIM_STEPS = ("where", "how_much", "two_frames"), (100, 300), (300, 1000, 2000, 3000)
 PARAMS = Path(__file__).resolve().parents[1] / "params.yaml"  # the project's train defaults, wherever it runs
 
 
-def job(args: tuple[str, str, bool, tuple[int, ...]]) -> list[dict]:
-    name, mode, similarity, checkpoints = args
+def job(args: tuple[str, str, bool, tuple[int, ...], int]) -> list[dict]:
+    name, mode, similarity, checkpoints, seed = args
     torch.set_num_threads(1)
     train_over, capo_over = VARIANTS[name]
     p = load_params(PARAMS).train
-    p = p.model_copy(update={**train_over, "capo": p.capo.model_copy(update=capo_over)})
-    spec = BanditSpec(mode=mode, similarity=similarity)
+    p = p.model_copy(update={**train_over, "seed": seed, "capo": p.capo.model_copy(update=capo_over)})
+    spec = BanditSpec(mode=mode, similarity=similarity, seed=seed)
     loop, capo, alloc = from_train_params(p, spec)
     with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         rows = run_bandit(spec, loop, capo, alloc, checkpoints, Path(tmp))[0]
-    return [{"variant": name, "mode": mode, "similarity": similarity, **r} for r in rows]
+    return [{"variant": name + (f" (seed {seed})" if seed else ""), "mode": mode, "similarity": similarity, **r}
+            for r in rows]
 
 
 def fmt(r: dict) -> str:
     corr = "–" if r["corr"] != r["corr"] else f"{r['corr']:.2f}"
     return (f"| {r['variant']} | {r['mode']} | {'yes' if r['similarity'] else 'no'} | {r['step']} | "
             f"{r['needed_scale']:.2f} | {r['other_scale']:.2f} | {r['meets_need']:.0%} | {r['abs_err']:.2f} | {corr} | "
-            f"{r['retention']:.1%} / {r['oracle_retention']:.1%} | {r['kappa']:.0f} | "
+            f"{r['retention']:.1%} / {r['oracle_retention']:.1%} | {r['match_top1']:.0%} | {r['kappa']:.0f} | "
             f"{'**yes**' if r['targets_met'] else 'no'} |")
 
 
@@ -62,20 +66,22 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     ap.add_argument("--modes", nargs="+", default=list(SIM_MODES), choices=list(SIM_MODES))
-    ap.add_argument("--no-similarity", nargs="*", default=["spec", "default", "default + blame 0.75"],
+    ap.add_argument("--no-similarity", nargs="*", default=["spec", "frame_cost", "frame_cost + blame 0.75", "default"],
                     metavar="VARIANT",
                     help="variants also run without the similarity input ('where', up to 3000 steps)")
+    ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1],
+                    help="bandit and training seeds of the runs without the similarity input")
     ap.add_argument("--jobs", type=int, default=1)
     ap.add_argument("--out", type=Path)
     ap.add_argument("--quick", action="store_true", help="smoke run: the default variant, 'where', 20 steps")
     args = ap.parse_args()
     if args.quick:
-        jobs = [("default", "where", True, (20,))]
+        jobs = [("default", "where", True, (20,), 0)]
     else:
-        jobs = [(v, "where", False, NOSIM_STEPS) for v in args.no_similarity]  # the longest first
-        jobs += [(v, m, True, SIM_STEPS) for v in args.variants for m in args.modes]
+        jobs = [(v, "where", False, NOSIM_STEPS, s) for v in args.no_similarity for s in args.seeds]  # the longest
+        jobs += [(v, m, True, SIM_STEPS, 0) for v in args.variants for m in args.modes]
     print("| variant | mode | similarity | step | needed s | others s | meet need | abs err | corr | retention / "
-          "oracle | κ | targets |\n|---|---|---|---|---|---|---|---|---|---|---|---|", flush=True)
+          "oracle | own match top-1 | κ | targets |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|", flush=True)
     rows = []
     with ProcessPoolExecutor(args.jobs) as pool:
         for result in pool.map(job, jobs):

@@ -344,6 +344,9 @@ class TrainParams(Section):
     dual_clip: float = Field(10.0, gt=1)
     conc_coef: float = Field(5e-4, ge=0)
     sim_coef: float = Field(1e-3, ge=0)
+    credit_coef: float = Field(0.3, ge=0, description=(
+        "weight of L_credit: the Allocator's own frame-query match is trained to point at the frames whose spend "
+        "went with right answers (0: the spec's loss; README 'CAPO on a known-answer bandit')"))
     s_min: float = Field(0.1, gt=0)
     s_max: float = Field(1.2, gt=0, description="1.2, not the paper's 2.0: upscaling 224-px frames adds no detail")
     init_scale: float = Field(1.0, gt=0, description="every frame starts at this mean scale (spec: 1.0)")

@@ -3,7 +3,8 @@ features in, one Beta(α_t, β_t) per frame out, with the scale s_t = s_min + (s
 
     pooled_t = Σ_l softmax_l(MLP([LN P_tl; c_t]))·P_tl      query-gated patch pooling (c_t: text attended by seed_t)
     h_t      = TemporalMixer(pooled + PE) + σ(g)·CrossAttn(h, X)
-    e_t      = LN(h_t + MLP(LN[relevance_t, novelty_t, detail_t, match_t]))
+    r_t      = max_n cos(W_f h_t, W_q x_n)                   its own frame–query match (``query_match``, L_credit)
+    e_t      = LN(h_t + MLP(LN[(r_t + 1)/2, novelty_t, detail_t, match_t]))
     m_t      = σ(b + a_t − mean a),  κ_t = softplus(·) + 4 ≥ feasibility floor,  α = m·κ,  β = (1 − m)·κ
 
 match_t = (cos(f_t, q) + 1)/2 is the frozen encoder's own frame–query similarity when it embeds both in one space
@@ -112,7 +113,8 @@ class Allocator(PreTrainedModel):
         h = h + torch.sigmoid(self.cross_gate) * cross * has_text[:, None, None]
 
         sim = F.cosine_similarity(self.rel_frame(h)[:, :, None], self.rel_text(x)[:, None], dim=-1)  # [B, T, N]
-        relevance = (sim.masked_fill(~text_mask[:, None], -1).amax(-1) + 1) / 2
+        query_match = sim.masked_fill(~text_mask[:, None], -1).amax(-1)  # [B, T], in [-1, 1]
+        relevance = (query_match + 1) / 2
         hn = F.normalize(h, dim=-1)
         pair = (hn @ hn.transpose(1, 2)) * frame_mask[:, None] * frame_mask[:, :, None]
         others = (frame_mask.sum(-1, keepdim=True) - 1).clamp_min(1)
@@ -136,7 +138,7 @@ class Allocator(PreTrainedModel):
         alpha, beta = (m * kappa).clamp(0.1, 200), ((1 - m) * kappa).clamp(0.1, 200)
         relevance = match if self.config.aligned_dim else relevance  # the encoder's own similarity, where it has one
         return {"alpha": alpha, "beta": beta, "mean": m, "kappa": alpha + beta, "states": h,
-                "relevance": relevance, "novelty": novelty, "detail": detail}
+                "relevance": relevance, "novelty": novelty, "detail": detail, "query_match": query_match}
 
     def scales(self, u: torch.Tensor) -> torch.Tensor:
         return self.config.s_min + (self.config.s_max - self.config.s_min) * u

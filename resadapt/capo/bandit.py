@@ -200,7 +200,9 @@ def run_bandit(spec: BanditSpec, loop: LoopConfig, capo: CapoCoefficients, alloc
                checkpoints: Sequence[int], workdir: Path, report: Callable[[dict], None] = lambda row: None
                ) -> tuple[list[dict], Allocator, BanditSplit, BanditBackbone]:
     """Train through ``train_allocator`` and measure the deterministic policy on held-out prompts at each
-    checkpoint (the loop resumes from its own checkpoint between them); ``report`` sees each row as it comes.
+    checkpoint (the loop resumes from its own checkpoint between them), with the share of prompts whose
+    highest own frame–query match (``query_match``, what L_credit trains) is a needed frame; ``report`` sees each
+    row as it comes.
     Returns the rows, the last Allocator, the held-out split and the stand-in backbone."""
     train, heldout, backbone = make_bandit(spec)
     rows = []
@@ -208,8 +210,11 @@ def run_bandit(spec: BanditSpec, loop: LoopConfig, capo: CapoCoefficients, alloc
         loop_k = replace(loop, steps=steps, checkpoint_every=max(checkpoints))
         model, history = train_allocator(loop_k, allocator, capo, train.features, train.videos, backbone,
                                          workdir / "ckpt", progress=False, fingerprint=repr((spec, loop, capo)))
-        m = measure(deterministic_scales(model, heldout.features, list(range(len(heldout.videos)))), heldout,
-                    backbone, allocator.s_min)
+        index = list(range(len(heldout.videos)))
+        m = measure(deterministic_scales(model, heldout.features, index), heldout, backbone, allocator.s_min)
+        with torch.no_grad():
+            top = model(*heldout.features.select(index))["query_match"].argmax(-1, keepdim=True)  # [N, 1]
+        m["match_top1"] = (heldout.needs.gather(1, top) > 0).float().mean().item()  # its own match finds a needed frame
         m.update(step=steps, train_reward=sum(h["reward"] for h in history[-20:]) / min(20, len(history)),
                  kappa=history[-1]["kappa/mean"], seconds=sum(h["seconds"] for h in history))
         m["targets_met"] = targets_met(m, spec, allocator.s_min)

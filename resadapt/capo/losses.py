@@ -1,4 +1,4 @@
-"""The Allocator's loss (method spec §4–§5): per-frame PPO on the Beta log-density plus two regularisers.
+"""The Allocator's loss (method spec §4–§5): per-frame PPO on the Beta log-density plus the regularisers.
 
     ρ_t   = exp(clamp(log q_φ(u_t) − log q_old(u_t), ±20))
     L_PPO = −mean_valid[ g(ρ_t, A) ],   g = min(ρA, clip(ρ, 1−ε_low, 1+ε_high)·A)      for A ≥ 0
@@ -7,6 +7,8 @@
     w_t   = σ((cos(h_t, h_t+1) − τ_s)/T_s)                                             similar neighbours
     L_sim = Σ_t relu(log ŝ_t+1 − log ŝ_t + γ·w_t)·w_t·m_t / max(Σ_t m_t, 1)           the later of two similar
                                                                                        frames must not cost more
+    L_credit = −Σ_t softmax_t(v_t/τ)·log softmax_t(r_t/τ)   (not in the spec) the Allocator's own frame–query match
+               r_t learns which frames the reward points at, v_t = corr_k(acc_k, ŝ_k,t), per prompt; τ = 0.1
 """
 
 from __future__ import annotations
@@ -50,3 +52,21 @@ def similarity_loss(states: torch.Tensor, soft_scale: torch.Tensor, mask: torch.
     log_s = soft_scale.log()
     excess = F.relu(log_s[:, 1:] - log_s[:, :-1] + gamma * w) * w * pair
     return excess.sum() / (pair.sum() if count is None else count).clamp_min(1)
+
+
+CREDIT_TEMPERATURE = 0.1
+
+
+def credit_loss(query_match: torch.Tensor, rho: torch.Tensor, mask: torch.Tensor, count: torch.Tensor | None = None
+                ) -> torch.Tensor:
+    """L_credit = −Σ_prompts Σ_t p_t·log softmax_t(m_t/τ) / count,  p = softmax_t(ρ_t/τ),  τ = 0.1:
+    the Allocator's own frame–query match m_t ∈ [−1, 1] learns which frames the reward's per-frame verdict ρ_t
+    (``spend_correlation``) points at, as a classification over the clip's frames (a regression on ρ learns nothing
+    under ρ's O(1/√M) noise, measured on the bandit). query_match, rho, mask: [R, T]; mask holds the valid frames of
+    prompts whose accuracy varied; ``count``: the number of such prompts (of the whole batch). Detached target."""
+    valid = mask > 0
+    rows = valid.any(-1)
+    logits = (query_match / CREDIT_TEMPERATURE).masked_fill(~valid, float("-inf"))[rows]
+    target = (rho.detach() / CREDIT_TEMPERATURE).masked_fill(~valid, float("-inf"))[rows].softmax(-1)
+    loss = -(target * logits.log_softmax(-1).masked_fill(~valid[rows], 0)).sum()
+    return loss / (rows.sum() if count is None else count).clamp_min(1)

@@ -22,11 +22,11 @@ from tqdm import tqdm
 
 from resadapt.allocator.model import Allocator, AllocatorConfig, beta_log_prob, sample_u
 from resadapt.backbone.interface import Item, Query, Rollouts, generate_batched, join_rollouts
-from resadapt.capo.advantage import CapoCoefficients, frame_advantage, frame_priority, proxy_cost
+from resadapt.capo.advantage import CapoCoefficients, frame_advantage, frame_priority, proxy_cost, spend_correlation
 from resadapt.capo.backbone_update import backbone_step
 from resadapt.capo.checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
 from resadapt.capo.distributed import SINGLE, Ranks, replicate
-from resadapt.capo.losses import concentration_loss, ppo_loss, similarity_loss, similarity_pairs
+from resadapt.capo.losses import concentration_loss, credit_loss, ppo_loss, similarity_loss, similarity_pairs
 from resadapt.config import RewardParams
 from resadapt.data.sample import Video
 from resadapt.features.coarse import Features
@@ -48,6 +48,7 @@ class LoopConfig:
     dual_clip: float = 10.0
     conc_coef: float = 5e-4
     sim_coef: float = 1e-3
+    credit_coef: float = 0.3  # weight of L_credit (0: the spec's loss)
     checkpoint_every: int = 50
     seed: int = 0
     update_backbone: bool = False
@@ -195,10 +196,12 @@ def train_allocator(loop: LoopConfig, allocator_config: AllocatorConfig, capo: C
         priority = frame_priority(out["relevance"], out["novelty"], out["detail"]).detach()[:, None].expand(b, M, T)
         advantage = frame_advantage(acc, scales, mask, allocator_config.s_min, allocator_config.s_max, capo,
                                     priority)  # [b, M, T]: per prompt, so a rank's prompts need no other rank's
+        rho, varied = spend_correlation(acc, scales, mask, allocator_config.s_min, allocator_config.s_max)
+        credit_mask = frame_mask.float() * varied[:, None]
         logq_old = beta_log_prob(u, alpha, beta).detach()
         # every loss divides by the whole batch's count of valid entries, so the ranks' parts add up to it
-        counts = ranks.all_sum(torch.stack([mask.sum(), frame_mask.sum(), similarity_pairs(frame_mask.float()).sum()])
-                               .float())
+        counts = ranks.all_sum(torch.stack([mask.sum(), frame_mask.sum(), similarity_pairs(frame_mask.float()).sum(),
+                                            credit_mask.any(-1).sum()]).float())
         losses = {}
         for epoch in range(loop.ppo_epochs):
             if epoch:
@@ -208,14 +211,15 @@ def train_allocator(loop: LoopConfig, allocator_config: AllocatorConfig, capo: C
                              loop.clip_low, loop.clip_high, loop.dual_clip, counts[0])
             l_conc = concentration_loss(out["kappa"], frame_mask.float(), counts[1])
             l_sim = similarity_loss(out["states"], allocator.scales(out["mean"]), frame_mask.float(), count=counts[2])
-            loss = l_ppo + loop.conc_coef * l_conc + loop.sim_coef * l_sim
-            total = ranks.all_sum(torch.stack([l_ppo, l_conc, l_sim, loss]).detach())
-            _finite(step, loss=total[3])
+            l_credit = credit_loss(out["query_match"], rho, credit_mask, counts[3])
+            loss = l_ppo + loop.conc_coef * l_conc + loop.sim_coef * l_sim + loop.credit_coef * l_credit
+            total = ranks.all_sum(torch.stack([l_ppo, l_conc, l_sim, l_credit, loss]).detach())
+            _finite(step, loss=total[4])
             opt.zero_grad(set_to_none=True)
             (loss * ranks.world).backward()  # DDP averages the ranks' gradients: their sum is the batch's
             torch.nn.utils.clip_grad_norm_(allocator.parameters(), loop.grad_clip)
             opt.step()
-            losses = dict(zip(("ppo", "conc", "sim", "total"), total.tolist(), strict=True))
+            losses = dict(zip(("ppo", "conc", "sim", "credit", "total"), total.tolist(), strict=True))
         sched.step()
         if backbone_opt is not None:
             lengths = rollouts.token_ids or [[[0] for _ in row] for row in rollouts.answers]  # tokens per answer

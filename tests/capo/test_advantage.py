@@ -15,6 +15,7 @@ from resadapt.capo.advantage import (
     frame_advantage,
     grpo_advantage,
     proxy_cost,
+    spend_correlation,
 )
 
 K = CapoCoefficients()
@@ -142,3 +143,14 @@ def test_capo_frame_follows_the_frame_priority():
     assert mixed[0, 0].tolist() == pytest.approx([base[0].item() + 0.25, base[0].item() - 0.25], abs=1e-4)
     with pytest.raises(ValueError, match="priority"):
         frame_advantage(acc, scales, mask, 0.2, 2.0, k)
+
+
+def test_spend_correlation_is_each_frames_correlation_of_its_spend_with_accuracy():
+    acc = torch.tensor([[1.0, 0.0, 1.0, 0.0], [0.5, 0.5, 0.5, 0.5]])  # [B=2, M=4]
+    needed = torch.tensor([1.2, 0.1, 1.2, 0.1])  # spends more exactly when the answer is right
+    against = torch.tensor([0.1, 1.2, 0.1, 1.2])
+    flat = torch.full((4,), 0.6)  # spends the same everywhere
+    scales = torch.stack([torch.stack([needed, against, flat], -1)] * 2)  # [B, M, T=3]
+    rho, varied = spend_correlation(acc, scales, torch.ones_like(scales), 0.1, 1.2)
+    assert torch.allclose(rho[0], torch.tensor([1.0, -1.0, 0.0]), atol=1e-5)
+    assert varied.tolist() == [True, False] and torch.equal(rho[1], torch.zeros(3))

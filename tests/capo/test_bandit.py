@@ -1,5 +1,6 @@
 """CAPO on the known-answer bandit: the stand-in backbone judges what each frame receives, and the project's own
-loop with its default parameters learns where the needed frame is (the fast variant of benchmarks/capo_bandit.py)."""
+loop with its default parameters learns where the needed frame is, with and without the similarity input (the fast
+variants of benchmarks/capo_bandit.py)."""
 
 import warnings
 
@@ -44,3 +45,15 @@ def test_the_default_loop_learns_where_from_reward_with_the_similarity_input(tmp
     m = rows[-1]
     assert m["meets_need"] >= 0.95 and m["other_scale"] <= alloc.s_min + 0.1, m
     assert m["retention"] <= 2 * m["oracle_retention"] and m["targets_met"]
+
+
+@pytest.mark.slow
+def test_without_the_similarity_input_the_allocators_own_match_learns_where_from_reward(tmp_path):
+    torch.set_num_threads(1)
+    spec = BanditSpec(mode="where", similarity=False)
+    loop, capo, alloc = from_train_params(TrainParams(), spec)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        m = run_bandit(spec, loop, capo, alloc, [600], tmp_path)[0][-1]  # ~50 s; the target (3000 steps): benchmark
+    assert m["match_top1"] >= 0.95, m  # L_credit taught its own cross-attention which frame is asked about
+    assert m["meets_need"] >= 0.8 and m["other_scale"] <= 0.3, m

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from resadapt.capo.losses import concentration_loss, ppo_loss, similarity_loss
+from resadapt.capo.losses import concentration_loss, credit_loss, ppo_loss, similarity_loss
 
 
 def test_ppo_at_ratio_one_is_minus_mean_advantage():
@@ -45,3 +45,15 @@ def test_similarity_loss_penalises_a_later_similar_frame_that_costs_more():
     loss.backward()
     assert rising.grad[0, 1] > 0 and rising.grad[0, 0] < 0  # lower the later frame, raise the earlier one
     assert states.grad is None  # the gate is detached
+
+
+def test_credit_loss_moves_the_match_toward_the_frame_the_reward_points_at():
+    match = torch.zeros(2, 3, requires_grad=True)
+    rho = torch.tensor([[0.1, 0.8, -0.2], [0.9, 0.0, 0.0]])
+    mask = torch.tensor([[1.0, 1.0, 1.0], [0.0, 0.0, 0.0]])  # the second prompt's accuracy did not vary
+    loss = credit_loss(match, rho, mask, torch.tensor(1.0))
+    target = torch.softmax(rho[0] / 0.1, -1)
+    assert loss.item() == pytest.approx(-(target * torch.log_softmax(torch.zeros(3), -1)).sum().item())
+    loss.backward()
+    assert match.grad[0].argmin() == 1 and torch.equal(match.grad[1], torch.zeros(3))  # descent raises frame 1
+    assert credit_loss(match, rho, torch.zeros(2, 3)).item() == 0.0
