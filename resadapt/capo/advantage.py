@@ -143,12 +143,11 @@ def frame_advantage(acc: torch.Tensor, scales: torch.Tensor, mask: torch.Tensor,
 
 def spend_correlation(acc: torch.Tensor, scales: torch.Tensor, mask: torch.Tensor, s_min: float, s_max: float
                       ) -> tuple[torch.Tensor, torch.Tensor]:
-    """ρ_t = corr_k(acc_k, ŝ_{k,t}) over a prompt's M allocations [B, T], and which prompts' accuracy varies [B].
+    """v_t = corr_k(acc_k, ŝ_{k,t}) over a prompt's M allocations [B, T], and which prompts' accuracy varied [B].
 
-    A frame whose spend goes with the answer being right is one the question needs; ρ is the reward's own
-    per-frame verdict (noisy, O(1/√M) for frames nobody needs), the target of ``credit_loss``."""
+    A frame whose spend goes with the answer being right is one the question needs: v is the reward's own verdict
+    per frame (noisy, O(1/√M), for frames nobody needs), the target of ``credit_loss``."""
     s_hat = ((scales - s_min) / (s_max - s_min)).clamp(0, 1)
     z_s = _z(s_hat, mask, 1, SPREAD_FLOOR)  # [B, M, T]
     z_acc = base_advantage(acc)[..., None]  # [B, M, 1]
-    valid = acc.std(-1, unbiased=False) >= 1e-4 if acc.shape[-1] > 1 else torch.zeros_like(acc[:, 0], dtype=torch.bool)
-    return (z_acc * z_s).mean(1), valid
+    return (z_acc * z_s).mean(1), acc.std(-1, unbiased=False) >= 1e-4

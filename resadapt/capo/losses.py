@@ -57,16 +57,16 @@ def similarity_loss(states: torch.Tensor, soft_scale: torch.Tensor, mask: torch.
 CREDIT_TEMPERATURE = 0.1
 
 
-def credit_loss(query_match: torch.Tensor, rho: torch.Tensor, mask: torch.Tensor, count: torch.Tensor | None = None
-                ) -> torch.Tensor:
-    """L_credit = −Σ_prompts Σ_t p_t·log softmax_t(m_t/τ) / count,  p = softmax_t(ρ_t/τ),  τ = 0.1:
-    the Allocator's own frame–query match m_t ∈ [−1, 1] learns which frames the reward's per-frame verdict ρ_t
-    (``spend_correlation``) points at, as a classification over the clip's frames (a regression on ρ learns nothing
-    under ρ's O(1/√M) noise, measured on the bandit). query_match, rho, mask: [R, T]; mask holds the valid frames of
-    prompts whose accuracy varied; ``count``: the number of such prompts (of the whole batch). Detached target."""
+def credit_loss(query_match: torch.Tensor, verdict: torch.Tensor, mask: torch.Tensor,
+                count: torch.Tensor | None = None) -> torch.Tensor:
+    """L_credit = −Σ_prompts Σ_t p_t·log softmax_t(r_t/τ) / count,  p = softmax_t(v_t/τ),  τ = 0.1:
+    the Allocator's own frame–query match r_t ∈ [−1, 1] learns which frames the reward's per-frame verdict v_t
+    (``spend_correlation``) points at, as a classification over the clip's frames (a regression on v learns nothing
+    under v's O(1/√M) noise, measured on the bandit). query_match, verdict, mask: [R, T]; mask holds the valid frames
+    of prompts whose accuracy varied; ``count``: the number of such prompts (of the whole batch). Detached target."""
     valid = mask > 0
     rows = valid.any(-1)
     logits = (query_match / CREDIT_TEMPERATURE).masked_fill(~valid, float("-inf"))[rows]
-    target = (rho.detach() / CREDIT_TEMPERATURE).masked_fill(~valid, float("-inf"))[rows].softmax(-1)
+    target = (verdict.detach() / CREDIT_TEMPERATURE).masked_fill(~valid, float("-inf"))[rows].softmax(-1)
     loss = -(target * logits.log_softmax(-1).masked_fill(~valid[rows], 0)).sum()
     return loss / (rows.sum() if count is None else count).clamp_min(1)

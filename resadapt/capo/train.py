@@ -196,7 +196,7 @@ def train_allocator(loop: LoopConfig, allocator_config: AllocatorConfig, capo: C
         priority = frame_priority(out["relevance"], out["novelty"], out["detail"]).detach()[:, None].expand(b, M, T)
         advantage = frame_advantage(acc, scales, mask, allocator_config.s_min, allocator_config.s_max, capo,
                                     priority)  # [b, M, T]: per prompt, so a rank's prompts need no other rank's
-        rho, varied = spend_correlation(acc, scales, mask, allocator_config.s_min, allocator_config.s_max)
+        verdict, varied = spend_correlation(acc, scales, mask, allocator_config.s_min, allocator_config.s_max)
         credit_mask = frame_mask.float() * varied[:, None]
         logq_old = beta_log_prob(u, alpha, beta).detach()
         # every loss divides by the whole batch's count of valid entries, so the ranks' parts add up to it
@@ -211,7 +211,7 @@ def train_allocator(loop: LoopConfig, allocator_config: AllocatorConfig, capo: C
                              loop.clip_low, loop.clip_high, loop.dual_clip, counts[0])
             l_conc = concentration_loss(out["kappa"], frame_mask.float(), counts[1])
             l_sim = similarity_loss(out["states"], allocator.scales(out["mean"]), frame_mask.float(), count=counts[2])
-            l_credit = credit_loss(out["query_match"], rho, credit_mask, counts[3])
+            l_credit = credit_loss(out["query_match"], verdict, credit_mask, counts[3])
             loss = l_ppo + loop.conc_coef * l_conc + loop.sim_coef * l_sim + loop.credit_coef * l_credit
             total = ranks.all_sum(torch.stack([l_ppo, l_conc, l_sim, l_credit, loss]).detach())
             _finite(step, loss=total[4])
