@@ -40,18 +40,18 @@ def test_resadapt_rescaling_spends_at_most_the_budget_and_keeps_the_ranking(grid
     scales = match_budget(policy, SIZE, grid, budget, s_min=0.1)
     tokens = plan_resize(SIZE, scales.tolist(), grid).total_tokens
     floor = plan_resize(SIZE, [0.1] * 16, grid).total_tokens
+    wanted = policy.clamp(0.1, 1.0)
+    policy_tokens = plan_resize(SIZE, wanted.tolist(), grid).total_tokens
     if floor <= budget:
         assert tokens <= budget
-        policy_tokens = plan_resize(SIZE, policy.clamp(0.1, 1.0).tolist(), grid).total_tokens
         if grid is BUILTIN and budget >= policy_tokens:  # what it asks fits: no frame gets less, the top one 1
-            assert scales[7] == 1.0 and bool((scales >= policy.clamp(0.1, 1.0) - 1e-6).all())
+            assert scales[7] == 1.0 and bool((scales >= wanted - 1e-6).all())
     else:
         assert torch.allclose(scales, torch.full((16,), 0.1))  # infeasible: the floor, reported as measured
     assert scales.max() <= 1.0 and scales.min() >= 0.1
-    policy_tokens = plan_resize(SIZE, policy.clamp(0.1, 1.0).tolist(), grid).total_tokens
     if policy_tokens > budget and floor <= budget:  # the rescaled policy, raised at most to what it asked for
         uniform = match_budget(policy, SIZE, grid, budget, s_min=0.1, fill=False)
-        assert bool((scales >= uniform - 1e-6).all() and (scales <= policy.clamp(0.1, 1.0) + 1e-6).all())
+        assert bool((scales >= uniform - 1e-6).all() and (scales <= wanted + 1e-6).all())
         assert sorted(range(16), key=lambda t: -float(scales[t]))[0] == 7  # the top frame stays on top
 
 
