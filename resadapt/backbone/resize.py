@@ -13,7 +13,9 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -65,15 +67,40 @@ def chunk_scales(scales: Sequence[float], temporal_patch: int) -> list[float]:
     return [sum(scales[i] for i in r) / len(r) for r in chunk_ranges(len(scales), temporal_patch)]
 
 
+@lru_cache(maxsize=1 << 16)
+def _grid_size(h0: int, w0: int, factor: int, min_pixels: int, max_pixels: int) -> tuple[int, int]:
+    # budget searches ask for the same few hundred floored sizes millions of times
+    return smart_resize(h0, w0, factor, min_pixels, max_pixels)
+
+
 def target_size(height: int, width: int, scale: float, grid: GridSpec) -> tuple[int, int]:
     half = grid.factor // 2
-    h0 = max(half, math.floor(height * scale))
-    w0 = max(half, math.floor(width * scale))
-    return smart_resize(h0, w0, grid.factor, grid.min_pixels, grid.max_pixels)
+    return _grid_size(max(half, math.floor(height * scale)), max(half, math.floor(width * scale)),
+                      grid.factor, grid.min_pixels, grid.max_pixels)
 
 
 def tokens_of(size: tuple[int, int], grid: GridSpec) -> int:
     return (size[0] // grid.factor) * (size[1] // grid.factor)
+
+
+def chunk_tokens(frame_size: tuple[int, int], chunk_scales: np.ndarray, grid: GridSpec) -> np.ndarray:
+    """tokens_of(target_size(H, W, s̄)) for every chunk scale of an array (any shape), in one pass: the same
+    float64 products and rule as ``target_size``, for searches that price thousands of candidate scales."""
+    half, f, lo, hi = grid.factor // 2, grid.factor, grid.min_pixels, grid.max_pixels
+    s = np.asarray(chunk_scales, dtype=np.float64)
+    h0 = np.maximum(half, np.floor(frame_size[0] * s)).astype(np.int64).ravel().tolist()
+    w0 = np.maximum(half, np.floor(frame_size[1] * s)).astype(np.int64).ravel().tolist()
+    tokens = [(h // f) * (w // f) for h, w in (_grid_size(a, b, f, lo, hi) for a, b in zip(h0, w0, strict=True))]
+    return np.asarray(tokens, dtype=np.int64).reshape(s.shape)
+
+
+def total_tokens(frame_size: tuple[int, int], scales: np.ndarray, grid: GridSpec) -> int:
+    """``plan_resize(frame_size, scales, grid).total_tokens`` for per-frame scales [T], without the plan."""
+    s = np.asarray(scales, dtype=np.float64)
+    if grid.temporal_patch == 1:
+        return int(chunk_tokens(frame_size, s, grid).sum())
+    means = [sum(s[r.start : r.stop].tolist()) / len(r) for r in chunk_ranges(len(s), grid.temporal_patch)]
+    return int(chunk_tokens(frame_size, np.asarray(means), grid).sum())
 
 
 def plan_resize(frame_size: tuple[int, int], scales: Sequence[float], grid: GridSpec) -> ResizePlan:

@@ -24,7 +24,7 @@ import math
 import numpy as np
 import torch
 
-from resadapt.backbone.resize import GridSpec, plan_resize, target_size, tokens_of
+from resadapt.backbone.resize import GridSpec, chunk_tokens, plan_resize, total_tokens
 
 
 def full_tokens(frame_size: tuple[int, int], n_frames: int, grid: GridSpec) -> int:
@@ -66,19 +66,18 @@ def fill_remainder(scales: torch.Tensor, priority: torch.Tensor, frame_size: tup
     plan = plan_resize(frame_size, scales.tolist(), grid)
     spent = plan.total_tokens
     out = scales.clone()
-    order = sorted(range(len(plan.chunks)), key=lambda k: -float(priority[list(plan.chunks[k])].mean()))
-    for k in order:
-        chunk = list(plan.chunks[k])
-        now, cap = float(out[chunk].mean()), float(caps[chunk].mean())
+    means = {name: [float(x[list(c)].mean()) for c in plan.chunks] for name, x in
+             (("priority", priority), ("now", scales), ("cap", caps))}  # a chunk's own scale changes only below
+    for k in sorted(range(len(plan.chunks)), key=lambda k: -means["priority"][k]):
+        now, cap = means["now"][k], means["cap"][k]
         if now >= cap:
             continue
-        for cand in torch.linspace(cap, now, levels).tolist():
-            tokens = tokens_of(target_size(*frame_size, cand, grid), grid)
-            if spent - plan.tokens[k] + tokens <= budget_tokens:
-                if tokens > plan.tokens[k]:
-                    out[chunk] = cand
-                    spent += tokens - plan.tokens[k]
-                break
+        candidates = torch.linspace(cap, now, levels)  # from the cap down: the first that fits is taken
+        tokens = chunk_tokens(frame_size, candidates.numpy(), grid)
+        fits = np.flatnonzero(spent - plan.tokens[k] + tokens <= budget_tokens)
+        if len(fits) and tokens[fits[0]] > plan.tokens[k]:
+            out[list(plan.chunks[k])] = float(candidates[fits[0]])
+            spent += int(tokens[fits[0]]) - plan.tokens[k]
     return out
 
 
@@ -90,18 +89,21 @@ def uniform_scale(frame_size: tuple[int, int], n_frames: int, grid: GridSpec, r:
 
 def _rescale(scales: torch.Tensor, frame_size: tuple[int, int], grid: GridSpec, budget_tokens: float,
              s_min: float, s_max: float, iters: int) -> torch.Tensor:
-    def at(log_c: float) -> torch.Tensor:
-        return (scales * math.exp(log_c)).clamp(s_min, s_max)
+    s = scales.numpy()  # float32 throughout, as the same ops on the tensor would be
+    bounds = np.float32(s_min), np.float32(s_max)
+
+    def at(log_c: float) -> np.ndarray:
+        return np.clip(s * np.float32(math.exp(log_c)), *bounds)
 
     def tokens(log_c: float) -> int:
-        return plan_resize(frame_size, at(log_c).tolist(), grid).total_tokens
+        return total_tokens(frame_size, at(log_c), grid)
 
     lo, hi = -12.0, 12.0
     if tokens(lo) > budget_tokens:
-        return at(lo)
+        return torch.from_numpy(at(lo))
     if tokens(hi) <= budget_tokens:
-        return at(hi)
+        return torch.from_numpy(at(hi))
     for _ in range(iters):
         mid = (lo + hi) / 2
         lo, hi = (mid, hi) if tokens(mid) <= budget_tokens else (lo, mid)
-    return at(lo)
+    return torch.from_numpy(at(lo))

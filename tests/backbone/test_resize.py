@@ -1,5 +1,6 @@
 import random
 
+import numpy as np
 import pytest
 import qwen_vl_utils
 import torch
@@ -10,9 +11,12 @@ from resadapt.backbone.resize import (
     GridSpec,
     apply_plan,
     chunk_scales,
+    chunk_tokens,
     plan_resize,
     resize_frames,
     target_size,
+    tokens_of,
+    total_tokens,
 )
 
 
@@ -30,6 +34,20 @@ def test_target_size_agrees_with_qwen_vl_utils(grid):
         h0, w0 = max(half, int(h * s)), max(half, int(w * s))
         expected = qwen_vl_utils.smart_resize(h0, w0, grid.factor, grid.min_pixels, grid.max_pixels)
         assert target_size(h, w, s, grid) == expected, (h, w, s)
+
+
+@pytest.mark.parametrize("grid", [QWEN2_5_VL, QWEN3_VL, GridSpec(factor=28, temporal_patch=1, min_pixels=784)])
+def test_vectorised_tokens_equal_the_plan(grid):
+    """chunk_tokens / total_tokens (what budget searches call thousands of times) price exactly as plan_resize."""
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        size = tuple(int(x) for x in rng.integers(30, 1500, 2))
+        scales = rng.uniform(0.01, 2.0, int(rng.integers(1, 40))).astype(np.float32).astype(np.float64)
+        plan = plan_resize(size, scales.tolist(), grid)
+        assert total_tokens(size, scales, grid) == plan.total_tokens
+        means = np.array(chunk_scales(scales.tolist(), grid.temporal_patch))
+        assert chunk_tokens(size, means.reshape(-1, 1), grid).ravel().tolist() == plan.tokens
+        assert chunk_tokens(size, means, grid).tolist() == [tokens_of(target_size(*size, m, grid), grid) for m in means]
 
 
 def test_tokens_and_retention_follow_the_grid():
