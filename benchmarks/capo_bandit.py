@@ -2,6 +2,7 @@
 
     PYTHONPATH=$PWD python benchmarks/capo_bandit.py [--variants default spec ...] [--no-similarity] [--jobs 2]
     python benchmarks/capo_bandit.py --quick      # a smoke run: the default, "where" with similarity, 20 steps
+    PYTHONPATH=$PWD python benchmarks/capo_bandit.py --stress --jobs 2   # "how much" as the built-in default differs
 
 Each variant is the project's ``train`` defaults (params.yaml) with a few fields changed; every run goes through
 ``train_allocator``. Prints one markdown row per (variant, mode, checkpoint): the deterministic policy's needed-frame
@@ -36,21 +37,30 @@ VARIANTS = {  # name → (train overrides, capo overrides)
     "default, credit 1.0": ({"credit_coef": 1.0}, {}),
 }
 SIM_MODES, SIM_STEPS, NOSIM_STEPS = ("where", "how_much", "two_frames"), (100, 300), (300, 1000, 2000, 3000)
+STRESS = {  # --stress: "how_much" under each way the built-in default differs from the bandit (BanditSpec fields)
+    "224-px frames": {"side": 224},  # the default's frames: realised scales step by 1/8
+    "16 frames": {"frames": 16},
+    "two needed frames": {"needed_frames": 2},  # each at its own need
+    "soft answers 0.7/0.35": {"p_hit": 0.7, "p_miss": 0.35},  # the built-in backbone: ~0.87 / ~0.36 on val
+    "all, 0.6/0.4": {"side": 224, "frames": 16, "needed_frames": 2, "p_hit": 0.6, "p_miss": 0.4},
+}
+STRESS_STEPS = (300, 600)
 PARAMS = Path(__file__).resolve().parents[1] / "params.yaml"  # the project's train defaults, wherever it runs
 
 
-def job(args: tuple[str, str, bool, tuple[int, ...], int]) -> list[dict]:
-    name, mode, similarity, checkpoints, seed = args
+def job(args: tuple[str, str, bool, tuple[int, ...], int, str]) -> list[dict]:
+    name, mode, similarity, checkpoints, seed, stress = args
     torch.set_num_threads(1)
     train_over, capo_over = VARIANTS[name]
     p = load_params(PARAMS).train
     p = p.model_copy(update={**train_over, "seed": seed, "capo": p.capo.model_copy(update=capo_over)})
-    spec = BanditSpec(mode=mode, similarity=similarity, seed=seed)
+    spec = BanditSpec(mode=mode, similarity=similarity, seed=seed, **STRESS.get(stress, {}))
     loop, capo, alloc = from_train_params(p, spec)
     with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         rows = run_bandit(spec, loop, capo, alloc, checkpoints, Path(tmp))[0]
-    return [{"variant": name + (f" (seed {seed})" if seed else ""), "mode": mode, "similarity": similarity, **r}
+    label = name + (f", {stress}" if stress else "") + (f" (seed {seed})" if seed else "")
+    return [{"variant": label, "mode": mode, "similarity": similarity, **r}
             for r in rows]
 
 
@@ -74,12 +84,16 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=1)
     ap.add_argument("--out", type=Path)
     ap.add_argument("--quick", action="store_true", help="smoke run: the default variant, 'where', 20 steps")
+    ap.add_argument("--stress", action="store_true",
+                    help="instead: the default variant's 'how_much' under each of STRESS's changes, 300 and 600 steps")
     args = ap.parse_args()
     if args.quick:
-        jobs = [("default", "where", True, (20,), 0)]
+        jobs = [("default", "where", True, (20,), 0, "")]
+    elif args.stress:
+        jobs = [("default", "how_much", True, STRESS_STEPS, 0, name) for name in STRESS]
     else:
-        jobs = [(v, "where", False, NOSIM_STEPS, s) for v in args.no_similarity for s in args.seeds]  # the longest
-        jobs += [(v, m, True, SIM_STEPS, 0) for v in args.variants for m in args.modes]
+        jobs = [(v, "where", False, NOSIM_STEPS, s, "") for v in args.no_similarity for s in args.seeds]  # longest
+        jobs += [(v, m, True, SIM_STEPS, 0, "") for v in args.variants for m in args.modes]
     print("| variant | mode | similarity | step | needed s | others s | meet need | abs err | corr | retention / "
           "oracle | own match top-1 | κ | targets |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|", flush=True)
     rows = []

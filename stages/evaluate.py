@@ -135,7 +135,10 @@ def main(params, args) -> None:
         metrics["allocation"] = spend
         notes += [f"{k}: needed frames' mean scale {v['needed_scale']:.3f}, others' {v['other_scale'] or math.nan:.3f} "
                   f"(ratio {v['ratio'] or math.nan:.2f}), corr(scale, need) on needed frames "
-                  f"{v.get('corr_need') or math.nan:.2f}"
+                  f"{v.get('corr_need') or math.nan:.2f}; multiple-choice questions only (they read the glyphs): "
+                  f"ratio {v['mcq'].get('ratio') or math.nan:.2f}, corr {v['mcq'].get('corr_need') or math.nan:.2f}; "
+                  "corr per question kind: " + ", ".join(f"{kind} {c.get('corr_need') or math.nan:.2f}"
+                                                        for kind, c in v["kinds"].items())
                   for k, v in spend.items() if v]
     if others:
         metrics["splits"] = {s: report.metrics_json(r, report.checks(r, target, params.register_.min_margin),

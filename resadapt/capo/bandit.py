@@ -51,6 +51,7 @@ class BanditSpec:
     need: float = 0.7  # "where" and "two_frames"
     need_low: float = 0.35  # "how_much": need ~ U[need_low, need_high]
     need_high: float = 1.0
+    needed_frames: int = 0  # "how_much": frames each prompt needs, each at its own need (0: one)
     p_hit: float = 0.95
     p_miss: float = 0.25
     side: int = 448  # base frame side: realised scales step by factor/side
@@ -59,9 +60,13 @@ class BanditSpec:
     heldout_prompts: int = 256
     seed: int = 0
 
+    def __post_init__(self):
+        if not 1 <= self.needed <= WORDS - 2:
+            raise ValueError(f"a prompt needs 1 to {WORDS - 2} frames (its query names each), got {self.needed}")
+
     @property
     def needed(self) -> int:
-        return 2 if self.mode == "two_frames" else 1
+        return 2 if self.mode == "two_frames" else self.needed_frames or 1
 
 
 @dataclass

@@ -34,6 +34,17 @@ def test_the_stand_in_answers_right_only_when_every_needed_frame_gets_its_need(m
     assert measure(torch.full_like(needs, 0.1), heldout, backbone, 0.1)["meets_need"] == 0.0
 
 
+def test_how_much_on_two_frames_gives_each_its_own_need_and_the_query_names_both():
+    _, heldout, _ = make_bandit(BanditSpec(mode="how_much", needed_frames=2, train_prompts=8, heldout_prompts=64))
+    needs = heldout.needs
+    assert ((needs > 0).sum(-1) == 2).all()
+    pairs = needs[needs > 0].view(-1, 2)
+    assert (pairs[:, 0] != pairs[:, 1]).all()  # drawn per frame, not one need per prompt
+    assert (heldout.features.query_embed.sum(-1) == 2).all()  # the similarity points at both needed frames
+    with pytest.raises(ValueError, match="1 to 2 frames"):
+        BanditSpec(mode="how_much", needed_frames=3)
+
+
 def default_loop_on_where(similarity: bool, steps: int, tmp_path) -> tuple[dict, float]:
     """The held-out row after ``steps`` steps of the default loop on "where", and the Allocator's s_min."""
     torch.set_num_threads(1)
