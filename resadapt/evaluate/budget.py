@@ -66,8 +66,9 @@ def fill_remainder(scales: torch.Tensor, priority: torch.Tensor, frame_size: tup
     plan = plan_resize(frame_size, scales.tolist(), grid)
     spent = plan.total_tokens
     out = scales.clone()
+    # each chunk is visited once and changes only itself, so its "now" can be read up front
     means = {name: [float(x[list(c)].mean()) for c in plan.chunks] for name, x in
-             (("priority", priority), ("now", scales), ("cap", caps))}  # a chunk's own scale changes only below
+             (("priority", priority), ("now", scales), ("cap", caps))}
     for k in sorted(range(len(plan.chunks)), key=lambda k: -means["priority"][k]):
         now, cap = means["now"][k], means["cap"][k]
         if now >= cap:
@@ -89,7 +90,7 @@ def uniform_scale(frame_size: tuple[int, int], n_frames: int, grid: GridSpec, r:
 
 def _rescale(scales: torch.Tensor, frame_size: tuple[int, int], grid: GridSpec, budget_tokens: float,
              s_min: float, s_max: float, iters: int) -> torch.Tensor:
-    s = scales.numpy()  # float32 throughout, as the same ops on the tensor would be
+    s = scales.detach().cpu().numpy()  # in the tensor's dtype (float32), as the same ops on the tensor would be
     bounds = np.float32(s_min), np.float32(s_max)
 
     def at(log_c: float) -> np.ndarray:
