@@ -60,8 +60,7 @@ def job(args: tuple[str, str, bool, tuple[int, ...], int, str]) -> list[dict]:
         warnings.simplefilter("ignore", RuntimeWarning)
         rows = run_bandit(spec, loop, capo, alloc, checkpoints, Path(tmp))[0]
     label = name + (f", {stress}" if stress else "") + (f" (seed {seed})" if seed else "")
-    return [{"variant": label, "mode": mode, "similarity": similarity, **r}
-            for r in rows]
+    return [{"variant": label, "mode": mode, "similarity": similarity, **r} for r in rows]
 
 
 def fmt(r: dict) -> str:

@@ -97,10 +97,9 @@ def chunk_tokens(frame_size: tuple[int, int], chunk_scales: np.ndarray, grid: Gr
 def total_tokens(frame_size: tuple[int, int], scales: np.ndarray, grid: GridSpec) -> int:
     """``plan_resize(frame_size, scales, grid).total_tokens`` for per-frame scales [T], without the plan."""
     s = np.asarray(scales, dtype=np.float64)
-    if grid.temporal_patch == 1:
+    if grid.temporal_patch == 1:  # every chunk is one frame: its mean is its scale
         return int(chunk_tokens(frame_size, s, grid).sum())
-    means = [sum(s[r.start : r.stop].tolist()) / len(r) for r in chunk_ranges(len(s), grid.temporal_patch)]
-    return int(chunk_tokens(frame_size, np.asarray(means), grid).sum())
+    return int(chunk_tokens(frame_size, np.asarray(chunk_scales(s.tolist(), grid.temporal_patch)), grid).sum())
 
 
 def plan_resize(frame_size: tuple[int, int], scales: Sequence[float], grid: GridSpec) -> ResizePlan:
