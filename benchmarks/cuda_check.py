@@ -180,7 +180,7 @@ def pipeline_checks(root: Path) -> None:
     start = time.perf_counter()
     bb = build_backbone(spec, trainable=True, lora=LoraSpec(r=4, alpha=8, dropout=0.0))
     phase("load", start, dtype=str(next(bb.model.parameters()).dtype))
-    loop = LoopConfig(steps=4, prompts=3, allocations=4, answers=2, warmup=2, checkpoint_every=2,
+    loop = LoopConfig(steps=2 if QUICK else 4, prompts=3, allocations=4, answers=2, warmup=2, checkpoint_every=2,
                       update_backbone=True, rollout_batch=5, update_batch=3)
     start = time.perf_counter()
     allocator, history = train_allocator(loop, config, CapoCoefficients(), features, videos, bb, root / "ckpt-pipe",

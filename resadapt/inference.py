@@ -17,6 +17,7 @@ from resadapt.capo.train import deterministic_scales
 from resadapt.config import ShardParams
 from resadapt.data.clips import Clip, load_clip
 from resadapt.evaluate.budget import fixed_scales, match_budget
+from resadapt.features import ENCODER_DIR
 from resadapt.features.online import encode, make_encoder
 
 METHODS = ("resadapt", "fixed_scale", "full")  # the budget operator's methods a package can serve
@@ -115,7 +116,7 @@ class Package:
             f = self.pipeline["features"]
             if self._encoder is None:
                 self._encoder = make_encoder(f["encoder"], f["side"], str(self.path / "backbone"), f["checkpoint"],
-                                             encoder_dir=str(self.path / "encoder"))
+                                             encoder_dir=str(self.path / ENCODER_DIR))
             # the query as the features stage read it (a VLM encoder reads the options and instruction too)
             features = encode(self._encoder, [clip.frames], [Query(question, options, task, clip.duration)])
             scales = deterministic_scales(self.allocator, features, [0])[0]

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import yaml
 
+from resadapt.features import ENCODER_DIR
 from resadapt.io import sha256_file, write_json
 
 STAGES = ("dev", "staging", "prod")
@@ -94,7 +95,7 @@ def build_package(out_dir: Path, decision: Decision, allocator_dir: Path, backbo
         if (allocator_dir / "backbone").is_dir():
             shutil.copytree(allocator_dir / "backbone", out_dir / "backbone" / "trained")
         if encoder_dir is not None:
-            shutil.copytree(encoder_dir, out_dir / "encoder")
+            shutil.copytree(encoder_dir, out_dir / ENCODER_DIR)
         lineage = lineage | {"allocator_sha256": sha256_file(out_dir / "model.safetensors")}
     write_json(out_dir / "decision.json", asdict(decision))
     write_json(out_dir / "pipeline.json", pipeline)

@@ -35,8 +35,8 @@ from resadapt.evaluate.allocation import allocation_stats
 from resadapt.evaluate.budget import full_tokens
 from resadapt.evaluate.sweep import EvalSet, frames_multiplier, resadapt_scales, sweep, topk_variant
 from resadapt.evaluate.taskres import calibrate
+from resadapt.features import ENCODER_DIR
 from resadapt.features.coarse import load_features
-from resadapt.features.contrastive import ENCODER_DIR
 from resadapt.features.online import encode, make_encoder
 from resadapt.io import atomic_path, write_json
 from resadapt.stage import StageError, run_stage

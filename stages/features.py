@@ -16,9 +16,10 @@ from pathlib import Path
 
 import torch
 
+from resadapt.features import ENCODER_DIR
 from resadapt.features.captions import captioned_frames, coarse_samples
 from resadapt.features.coarse import save_features
-from resadapt.features.contrastive import ENCODER_DIR, ContrastiveEncoder, save_dual_encoder, train_dual_encoder
+from resadapt.features.contrastive import ContrastiveEncoder, save_dual_encoder, train_dual_encoder
 from resadapt.features.extract import extract_split
 from resadapt.features.online import make_encoder
 from resadapt.io import write_json

@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 
 from resadapt.backbone.factory import BackboneSpec
-from resadapt.features.contrastive import ENCODER_DIR
+from resadapt.features import ENCODER_DIR
 from resadapt.io import atomic_dir, sha256_file, write_json
 from resadapt.registry import build_package, code_revision, gate
 from resadapt.stage import StageError, run_stage

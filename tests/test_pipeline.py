@@ -108,8 +108,8 @@ def test_dvc_repro_runs_the_data_stages_then_has_nothing_to_do(scratch):
     assert [line.split("\t")[0] for line in reward[1:]] == ["0", "1", "2", "3"]  # rank 0 alone logged
     diff = sh(scratch, "dvc", "metrics", "diff", "--json", check=False)  # workspace (the experiment) vs HEAD
     assert diff.returncode == 0 and "reports/train/metrics.json" in json.loads(diff.stdout)
-    typo = sh(scratch, "dvc", "exp", "run", "-S", "+train.step=4", check=False)
-    assert typo.returncode != 0 and "train.step: unknown key" in typo.stderr + typo.stdout
+    typo = sh(scratch, "dvc", "exp", "run", "-S", "+synth.seeds=4", check=False)  # synth reruns, fails fast
+    assert typo.returncode != 0 and "synth.seeds: unknown key" in typo.stderr + typo.stdout
 
 
 @pytest.mark.slow

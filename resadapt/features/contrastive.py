@@ -35,7 +35,6 @@ from resadapt.features.encoders import Encoder
 from resadapt.io import atomic_dir, write_json
 
 CELL = 28  # px of a frame per patch token (the backbone's patch factor)
-ENCODER_DIR = "encoder"  # the trained encoder's folder inside features.out_dir and inside a package
 
 
 @dataclass(frozen=True)
