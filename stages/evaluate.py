@@ -26,7 +26,7 @@ from resadapt.allocator.model import Allocator
 from resadapt.backbone.factory import BackboneError, BackboneSpec, build_backbone
 from resadapt.backbone.interface import Query
 from resadapt.backbone.pin import PinError
-from resadapt.data.clips import load_clip
+from resadapt.data.clips import load_clips
 from resadapt.data.sample import Video
 from resadapt.data.shards import iter_split
 from resadapt.data.video import VideoError
@@ -50,12 +50,13 @@ def more_frames(params, videos: list[Video], k: int, encoder, progress: bool) ->
     """The split's videos decoded at k times the shard's frame count, with their features."""
     n = k * params.shard.n_frames
     out, short = [], []
-    for v in tqdm(videos, desc=f"decode {k}x frames", unit="video", disable=not progress):
-        try:
-            # a shard sample's video path is relative to the validated manifest's folder
-            clip = load_clip(Path(params.validate_.out_dir) / v.meta["video"], params.shard, n)
-        except VideoError as exc:
-            short.append(exc.reason if len(short) else str(exc))
+    # a shard sample's video path is relative to the validated manifest's folder
+    clips = load_clips([Path(params.validate_.out_dir) / v.meta["video"] for v in videos], params.shard, n,
+                       params.shard.n_workers)
+    for v, clip in tqdm(zip(videos, clips, strict=True), total=len(videos), desc=f"decode {k}x frames", unit="video",
+                        disable=not progress):
+        if isinstance(clip, VideoError):
+            short.append(clip.reason if len(short) else str(clip))
             continue
         out.append(Video(v.key, clip.frames, v.meta | {"frame_indices": clip.indices}))
     if short:

@@ -86,20 +86,37 @@ def tokens_of(size: tuple[int, int], grid: GridSpec) -> int:
 def chunk_tokens(frame_size: tuple[int, int], chunk_scales: np.ndarray, grid: GridSpec) -> np.ndarray:
     """tokens_of(target_size(H, W, s̄)) for every chunk scale of an array (any shape), in one pass: the same
     float64 products and rule as ``target_size``, for searches that price thousands of candidate scales."""
-    half, f, lo, hi = grid.factor // 2, grid.factor, grid.min_pixels, grid.max_pixels
+    half, f = grid.factor // 2, grid.factor
     s = np.asarray(chunk_scales, dtype=np.float64)
-    h0 = np.maximum(half, np.floor(frame_size[0] * s)).astype(np.int64).ravel().tolist()
-    w0 = np.maximum(half, np.floor(frame_size[1] * s)).astype(np.int64).ravel().tolist()
-    tokens = [(h // f) * (w // f) for h, w in (_grid_size(a, b, f, lo, hi) for a, b in zip(h0, w0, strict=True))]
-    return np.asarray(tokens, dtype=np.int64).reshape(s.shape)
+    h0 = np.maximum(half, np.floor(frame_size[0] * s)).astype(np.int64)
+    w0 = np.maximum(half, np.floor(frame_size[1] * s)).astype(np.int64)
+    # a search prices few distinct floored sizes: the grid rule runs once per distinct (h0, w0)
+    width = int(w0.max(initial=0)) + 1
+    keys, where = np.unique(h0 * width + w0, return_inverse=True)
+    tokens = [(h // f) * (w // f) for h, w in (_grid_size(k // width, k % width, f, grid.min_pixels, grid.max_pixels)
+                                                for k in keys.tolist())]
+    return np.asarray(tokens, dtype=np.int64)[where].reshape(s.shape)
 
 
-def total_tokens(frame_size: tuple[int, int], scales: np.ndarray, grid: GridSpec) -> int:
-    """``plan_resize(frame_size, scales, grid).total_tokens`` for per-frame scales [T], without the plan."""
+def chunk_means(scales: np.ndarray, temporal_patch: int) -> np.ndarray:
+    """``chunk_scales`` of every row of ``scales`` [..., T] at once → [..., K], with the same float64 sums (left to
+    right, from 0) and divisions."""
     s = np.asarray(scales, dtype=np.float64)
-    if grid.temporal_patch == 1:  # every chunk is one frame: its mean is its scale
-        return int(chunk_tokens(frame_size, s, grid).sum())
-    return int(chunk_tokens(frame_size, np.asarray(chunk_scales(s.tolist(), grid.temporal_patch)), grid).sum())
+    if temporal_patch == 1:
+        return s
+    ranges = chunk_ranges(s.shape[-1], temporal_patch)
+    total = np.zeros((*s.shape[:-1], len(ranges)))
+    for j in range(temporal_patch):  # the j-th frame of every chunk that has one (only the last can be short)
+        idx = [r.start + j for r in ranges if r.start + j < r.stop]
+        total[..., : len(idx)] += s[..., idx]
+    return total / np.array([len(r) for r in ranges], dtype=np.float64)
+
+
+def total_tokens(frame_size: tuple[int, int], scales: np.ndarray, grid: GridSpec) -> np.ndarray | int:
+    """``plan_resize(frame_size, scales, grid).total_tokens`` for per-frame scales [..., T], without the plan: an
+    int for one clip [T], an array [...] for clips of one frame size."""
+    tokens = chunk_tokens(frame_size, chunk_means(scales, grid.temporal_patch), grid).sum(-1)
+    return int(tokens) if np.ndim(tokens) == 0 else tokens
 
 
 def plan_resize(frame_size: tuple[int, int], scales: Sequence[float], grid: GridSpec) -> ResizePlan:

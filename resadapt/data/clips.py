@@ -7,6 +7,8 @@ writing a shard: same sampling (segment centres), same base size, same ffmpeg de
 from __future__ import annotations
 
 import io
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,3 +46,18 @@ def load_clip(path: str | Path, params: ShardParams, n_frames: int | None = None
     decoded = decode_frames(path, indices, size)
     frames = np.stack([np.asarray(Image.open(io.BytesIO(_encode_frame(f, params))).convert("RGB")) for f in decoded])
     return Clip(torch.from_numpy(frames), indices, info.fps, info.duration)
+
+
+def load_clips(paths: Sequence[str | Path], params: ShardParams, n_frames: int | None = None,
+               n_workers: int = 1) -> Iterator[Clip | VideoError]:
+    """``load_clip`` of each path in order, on ``n_workers`` threads (ffmpeg decodes in its own process); a video
+    that cannot give the frames yields its ``VideoError`` instead of stopping the others."""
+
+    def one(path: str | Path) -> Clip | VideoError:
+        try:
+            return load_clip(path, params, n_frames)
+        except VideoError as exc:
+            return exc
+
+    with ThreadPoolExecutor(max(1, n_workers)) as pool:
+        yield from pool.map(one, paths)

@@ -20,6 +20,7 @@ method off its budget, and when even the floor is over budget (many frames, tiny
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -50,13 +51,23 @@ def match_budget(scales: torch.Tensor, frame_size: tuple[int, int], grid: GridSp
     Tokens grow monotonically with c, so the largest feasible c is found to ``iters`` halvings. Scales are kept in
     [s_min, s_max]; with every frame at s_min and still over budget, the floor is returned (infeasible).
     """
+    return match_budgets(scales[None], frame_size, grid, [budget_tokens], s_min, s_max, iters, fill)[0]
+
+
+def match_budgets(scales: torch.Tensor, frame_size: tuple[int, int], grid: GridSpec, budget_tokens: Sequence[float],
+                  s_min: float, s_max: float = 1.0, iters: int = 40, fill: bool = True) -> torch.Tensor:
+    """``match_budget`` of N clips of one frame size and frame count at once: scales [N, T], one budget per clip →
+    [N, T], each row exactly what ``match_budget`` gives it alone (the searches run side by side)."""
     wanted = scales.clamp(s_min, s_max)
     matched = _rescale(scales, frame_size, grid, budget_tokens, s_min, s_max, iters)
     if not fill:
         return matched
-    covered = not bool((matched < wanted - 1e-6).any())
-    caps = torch.full_like(scales, s_max) if covered else wanted
-    return fill_remainder(matched, scales, frame_size, grid, budget_tokens, caps)
+    out = []
+    for n in range(len(scales)):
+        covered = not bool((matched[n] < wanted[n] - 1e-6).any())
+        caps = torch.full_like(scales[n], s_max) if covered else wanted[n]
+        out.append(fill_remainder(matched[n], scales[n], frame_size, grid, budget_tokens[n], caps))
+    return torch.stack(out)
 
 
 def fill_remainder(scales: torch.Tensor, priority: torch.Tensor, frame_size: tuple[int, int], grid: GridSpec,
@@ -66,45 +77,54 @@ def fill_remainder(scales: torch.Tensor, priority: torch.Tensor, frame_size: tup
     plan = plan_resize(frame_size, scales.tolist(), grid)
     spent = plan.total_tokens
     out = scales.clone()
-    # each chunk is visited once and changes only itself, so its "now" can be read up front
-    means = {name: [float(x[list(c)].mean()) for c in plan.chunks] for name, x in
-             (("priority", priority), ("now", scales), ("cap", caps))}
-    for k in sorted(range(len(plan.chunks)), key=lambda k: -means["priority"][k]):
-        now, cap = means["now"][k], means["cap"][k]
-        if now >= cap:
-            continue
-        candidates = torch.linspace(cap, now, levels)  # from the cap down: the first that fits is taken
-        tokens = chunk_tokens(frame_size, candidates.numpy(), grid)
-        fits = np.flatnonzero(spent - plan.tokens[k] + tokens <= budget_tokens)
-        if len(fits) and tokens[fits[0]] > plan.tokens[k]:
-            out[list(plan.chunks[k])] = float(candidates[fits[0]])
-            spent += int(tokens[fits[0]]) - plan.tokens[k]
+    # each chunk is visited once and changes only itself, so its "now" (and what each candidate costs) is known
+    # up front
+    priority, now, cap = (_chunk_means(x, plan.chunks) for x in (priority, scales, caps))
+    raise_ = [k for k in range(len(plan.chunks)) if now[k] < cap[k]]
+    if not raise_:
+        return out
+    candidates = torch.stack([torch.linspace(cap[k], now[k], levels) for k in raise_])  # from the cap down
+    tokens = chunk_tokens(frame_size, candidates.numpy(), grid)  # [K', levels]
+    for k in sorted(raise_, key=lambda k: -priority[k]):
+        row = raise_.index(k)
+        fits = np.flatnonzero(spent - plan.tokens[k] + tokens[row] <= budget_tokens)  # the first that fits is taken
+        if len(fits) and tokens[row, fits[0]] > plan.tokens[k]:
+            out[plan.chunks[k].start : plan.chunks[k].stop] = float(candidates[row, fits[0]])
+            spent += int(tokens[row, fits[0]]) - plan.tokens[k]
     return out
+
+
+def _chunk_means(x: torch.Tensor, chunks: list[range]) -> list[float]:
+    """Each chunk's mean of ``x`` (float32, as torch computes it), as Python floats."""
+    if all(len(c) == 1 for c in chunks):
+        return x[[c.start for c in chunks]].tolist()
+    return [float(x[c.start : c.stop].mean()) for c in chunks]
 
 
 def uniform_scale(frame_size: tuple[int, int], n_frames: int, grid: GridSpec, r: float) -> float:
     """The largest scale that, on every frame, realises at most r · tokens(1×) (at least the one-cell floor)."""
-    return float(_rescale(torch.ones(n_frames), frame_size, grid, r * full_tokens(frame_size, n_frames, grid),
-                          1e-3, 1.0, 40)[0])
+    return float(_rescale(torch.ones(1, n_frames), frame_size, grid, [r * full_tokens(frame_size, n_frames, grid)],
+                          1e-3, 1.0, 40)[0, 0])
 
 
-def _rescale(scales: torch.Tensor, frame_size: tuple[int, int], grid: GridSpec, budget_tokens: float,
+def _rescale(scales: torch.Tensor, frame_size: tuple[int, int], grid: GridSpec, budget_tokens: Sequence[float],
              s_min: float, s_max: float, iters: int) -> torch.Tensor:
+    """Per row of ``scales`` [N, T]: clip(c·s, s_min, s_max) with the largest c (bisection on log c) whose tokens
+    fit that row's budget."""
     s = scales.detach().cpu().numpy()  # in the tensor's dtype (float32), as the same ops on the tensor would be
     bounds = np.float32(s_min), np.float32(s_max)
+    budget = np.asarray(budget_tokens, dtype=np.float64)
 
-    def at(log_c: float) -> np.ndarray:
-        return np.clip(s * np.float32(math.exp(log_c)), *bounds)
+    def at(log_c: np.ndarray) -> np.ndarray:  # [N] → [N, T]; math.exp per row, as one clip's search takes it
+        return np.clip(s * np.array([math.exp(c) for c in log_c.tolist()], dtype=np.float32)[:, None], *bounds)
 
-    def tokens(log_c: float) -> int:
-        return total_tokens(frame_size, at(log_c), grid)
+    def fits(log_c: np.ndarray) -> np.ndarray:
+        return total_tokens(frame_size, at(log_c), grid) <= budget
 
-    lo, hi = -12.0, 12.0
-    if tokens(lo) > budget_tokens:
-        return torch.from_numpy(at(lo))
-    if tokens(hi) <= budget_tokens:
-        return torch.from_numpy(at(hi))
+    lo, hi = np.full(len(s), -12.0), np.full(len(s), 12.0)
+    floor_only, all_fit = ~fits(lo), fits(hi)
     for _ in range(iters):
         mid = (lo + hi) / 2
-        lo, hi = (mid, hi) if tokens(mid) <= budget_tokens else (lo, mid)
-    return torch.from_numpy(at(lo))
+        ok = fits(mid)
+        lo, hi = np.where(ok, mid, lo), np.where(ok, hi, mid)
+    return torch.from_numpy(at(np.where(floor_only, -12.0, np.where(all_fit, 12.0, lo))))

@@ -14,7 +14,7 @@ from resadapt.allocator.model import Allocator
 from resadapt.backbone.interface import Item, Query
 from resadapt.capo.train import deterministic_scales
 from resadapt.data.sample import Video
-from resadapt.evaluate.budget import fixed_scales, full_tokens, match_budget, random_keep, uniform_scale
+from resadapt.evaluate.budget import fixed_scales, full_tokens, match_budgets, random_keep, uniform_scale
 from resadapt.evaluate.metrics import summarise
 from resadapt.evaluate.taskres import TaskRes
 from resadapt.evaluate.topk import frame_query_match, relevance_topk
@@ -61,12 +61,17 @@ def resadapt_scales(allocator: Allocator, evalset: EvalSet, backbone, r: float |
                     fill: bool = True) -> list[torch.Tensor]:
     """Per video: the deterministic policy's scales, brought within r · (1× full tokens) when r is given."""
     policy = deterministic_scales(allocator, evalset.features, list(range(len(evalset.videos))))
-    out = []
+    out = [policy[i, : len(v.frames)] for i, v in enumerate(evalset.videos)]
+    if r is None:
+        return out
+    groups: dict[tuple, list[int]] = defaultdict(list)  # one search runs clips of one frame count and size
     for i, v in enumerate(evalset.videos):
-        s = policy[i, : len(v.frames)]
-        if r is not None:
-            s = match_budget(s, frame_size(v), backbone.grid, r * base_tokens[i], allocator.config.s_min, fill=fill)
-        out.append(s)
+        groups[len(v.frames), frame_size(v)].append(i)
+    for (n, size), idx in groups.items():
+        matched = match_budgets(policy[idx, :n], size, backbone.grid, [r * base_tokens[i] for i in idx],
+                                allocator.config.s_min, fill=fill)
+        for i, s in zip(idx, matched, strict=True):
+            out[i] = s
     return out
 
 

@@ -10,6 +10,7 @@ from resadapt.backbone.resize import (
     QWEN3_VL,
     GridSpec,
     apply_plan,
+    chunk_means,
     chunk_scales,
     chunk_tokens,
     plan_resize,
@@ -48,6 +49,10 @@ def test_vectorised_tokens_equal_the_plan(grid):
         means = np.array(chunk_scales(scales.tolist(), grid.temporal_patch))
         assert chunk_tokens(size, means.reshape(-1, 1), grid).ravel().tolist() == plan.tokens
         assert chunk_tokens(size, means, grid).tolist() == [tokens_of(target_size(*size, m, grid), grid) for m in means]
+        assert chunk_means(scales[None], grid.temporal_patch).tolist() == [means.tolist()]
+    batch = rng.uniform(0.01, 2.0, (50, 9)).astype(np.float32)  # clips of one size priced at once
+    assert total_tokens((360, 640), batch, grid).tolist() == [plan_resize((360, 640), row.tolist(), grid).total_tokens
+                                                              for row in batch]
 
 
 def test_tokens_and_retention_follow_the_grid():

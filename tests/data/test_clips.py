@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from resadapt.config import ShardParams
-from resadapt.data.clips import load_clip
+from resadapt.data.clips import load_clip, load_clips
 from resadapt.data.shards import iter_split, write_shards
 from resadapt.data.video import VideoError
 from tests.conftest import counting_clip, frame_index, mcq_row, write_manifest
@@ -32,3 +32,15 @@ def test_too_few_frames_or_a_broken_file_name_the_file(tmp_path):
     bad.write_text("not a video")
     with pytest.raises(VideoError, match="bad.mp4"):
         load_clip(bad, ShardParams(n_frames=2))
+
+
+def test_clips_on_threads_come_back_in_order_and_a_bad_one_does_not_stop_the_rest(tmp_path):
+    paths = [counting_clip(tmp_path / f"v{i}.mp4", 12 + 4 * i) for i in range(4)]
+    paths.insert(2, tmp_path / "missing.mp4")
+    params = ShardParams(n_frames=6)
+    clips = list(load_clips(paths, params, n_workers=3))
+    assert isinstance(clips[2], VideoError) and "missing.mp4" in str(clips[2])
+    for path, clip in zip(paths, clips, strict=True):
+        if path.name != "missing.mp4":
+            alone = load_clip(path, params)
+            assert clip.indices == alone.indices and np.array_equal(clip.frames.numpy(), alone.frames.numpy())

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from resadapt.backbone.resize import QWEN2_5_VL, GridSpec, plan_resize
-from resadapt.evaluate.budget import fixed_scales, full_tokens, match_budget, random_keep, uniform_scale
+from resadapt.backbone.resize import QWEN2_5_VL, QWEN3_VL, GridSpec, plan_resize
+from resadapt.evaluate.budget import fixed_scales, full_tokens, match_budget, match_budgets, random_keep, uniform_scale
 
 BUILTIN = GridSpec(factor=28, temporal_patch=1, min_pixels=28 * 28)
 SIZE = (224, 224)
@@ -80,3 +80,20 @@ def test_uniform_scale_never_overspends():
     for r in (0.05, 0.1, 0.15, 0.2, 0.25, 0.5, 1.0):
         s = uniform_scale(SIZE, 16, BUILTIN, r)
         assert plan_resize(SIZE, [s] * 16, BUILTIN).retention <= r + 1e-9
+
+
+@pytest.mark.parametrize("grid", [QWEN2_5_VL, QWEN3_VL, GridSpec(factor=28, temporal_patch=1, min_pixels=784)])
+@pytest.mark.parametrize("fill", [True, False])
+def test_clips_searched_side_by_side_get_exactly_what_each_gets_alone(grid, fill):
+    gen = torch.Generator().manual_seed(3)
+    for n_frames, size in ((16, (224, 224)), (7, (360, 640)), (1, (90, 1200))):
+        scales = torch.rand(12, n_frames, generator=gen) * 1.4 + 0.05
+        scales[0] = 1.0  # a clip the budget covers
+        full = full_tokens(size, n_frames, grid)
+        budgets = [r * full for r in torch.rand(12, generator=gen).tolist()]
+        budgets[1] = 0.0  # one the floor already overspends
+        together = match_budgets(scales, size, grid, budgets, 0.1, fill=fill)
+        for row, budget, got in zip(scales, budgets, together, strict=True):
+            assert torch.equal(got, match_budget(row, size, grid, budget, 0.1, fill=fill))
+            assert plan_resize(size, got.tolist(), grid).total_tokens <= max(budget, plan_resize(
+                size, [0.1] * n_frames, grid).total_tokens)
