@@ -176,7 +176,7 @@ class ShardParams(Section):
     jpeg_quality: int = Field(95, ge=50, le=100)
     max_reject_fraction: float = Field(0.05, ge=0, le=1, description="the stage fails (previous shards kept) above "
                                        "this share of rows whose video does not decode")
-    n_workers: int = Field(2, ge=1, description="decoding threads per partition")
+    n_workers: int = Field(2, ge=1, description="decoding threads per partition (and evaluate's 2x/4x clips)")
     partitions: int = Field(1, ge=1, description="1: this process; more: that many partitions of the manifest as "
                             "Prefect tasks on a Dask cluster (same bytes)")
     cluster_address: str = Field("", description="a running Dask scheduler (tcp://host:8786) for the partitions; "

@@ -85,8 +85,8 @@ def fill_remainder(scales: torch.Tensor, priority: torch.Tensor, frame_size: tup
         return out
     candidates = torch.stack([torch.linspace(cap[k], now[k], levels) for k in raise_])  # from the cap down
     tokens = chunk_tokens(frame_size, candidates.numpy(), grid)  # [K', levels]
-    for k in sorted(raise_, key=lambda k: -priority[k]):
-        row = raise_.index(k)
+    for row in sorted(range(len(raise_)), key=lambda row: -priority[raise_[row]]):
+        k = raise_[row]
         fits = np.flatnonzero(spent - plan.tokens[k] + tokens[row] <= budget_tokens)  # the first that fits is taken
         if len(fits) and tokens[row, fits[0]] > plan.tokens[k]:
             out[plan.chunks[k].start : plan.chunks[k].stop] = float(candidates[row, fits[0]])
