@@ -254,6 +254,8 @@ class FeaturesParams(Section):
     checkpoint: str = Field("", description="hf/vlm: local path or hub id, e.g. google/siglip-base-patch16-224, "
                             "HuggingFaceTB/SmolVLM2-256M-Video-Instruct")
     side: int = Field(56, ge=28, description="frames are encoded at side×side pixels")
+    texture: bool = Field(True, description="append each frame's label-free texture statistics (grey-level gradient "
+                          "and Laplacian magnitudes at 3 scales, resadapt.features.texture) to its patch tokens")
     device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$", description="where the encoder runs")
     batch_size: int = Field(64, ge=1, description="frames (and query texts) per encoder forward pass")
     dtype: Literal["float16", "float32"] = Field("float16", description="stored dtype of the features")

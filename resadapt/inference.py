@@ -118,7 +118,8 @@ class Package:
                 self._encoder = make_encoder(f["encoder"], f["side"], str(self.path / "backbone"), f["checkpoint"],
                                              encoder_dir=str(self.path / ENCODER_DIR))
             # the query as the features stage read it (a VLM encoder reads the options and instruction too)
-            features = encode(self._encoder, [clip.frames], [Query(question, options, task, clip.duration)])
+            features = encode(self._encoder, [clip.frames], [Query(question, options, task, clip.duration)],
+                              texture=f.get("texture", False))
             scales = deterministic_scales(self.allocator, features, [0])[0]
             if budget is not None:
                 full = plan_resize(size, [1.0] * n, grid).full_tokens

@@ -62,7 +62,8 @@ def more_frames(params, videos: list[Video], k: int, encoder, progress: bool) ->
     if short:
         raise StageError(f"the _x{k} methods need {n} frames per video; {len(short)} video(s) cannot give them "
                          f"(first: {short[0]}): drop them from evaluate.methods or use longer videos")
-    features = encode(encoder, [v.frames for v in out], [Query.from_meta(v.meta) for v in out], [v.key for v in out])
+    features = encode(encoder, [v.frames for v in out], [Query.from_meta(v.meta) for v in out], [v.key for v in out],
+                      params.features.texture)
     return EvalSet(out, features)
 
 

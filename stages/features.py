@@ -63,7 +63,7 @@ def main(params, args) -> None:
             raise StageError(f"features ({p.encoder}, checkpoint {p.checkpoint!r}): {exc}") from None
     for split in p.splits:
         features = extract_split(encoder, params.shard.out_dir, split, progress=not args.no_progress,
-                                 samples=read.pop(split, None))
+                                 samples=read.pop(split, None), texture=p.texture)
         save_features(features, p.out_dir, split, p.dtype)
         print(f"features: {split}: {len(features.keys)} samples, patches {tuple(features.patches.shape)} "
               f"stored as {p.dtype}")

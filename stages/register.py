@@ -41,7 +41,7 @@ def main(params, args) -> None:
     }
     pipeline = {"shard": params.shard.model_dump(include={"n_frames", "patch_factor", "max_pixels", "frame_codec",
                                                           "jpeg_quality"}),
-                "features": params.features.model_dump(include={"encoder", "checkpoint", "side"}),
+                "features": params.features.model_dump(include={"encoder", "checkpoint", "side", "texture"}),
                 "backbone": BackboneSpec.from_params(params).describe() | {"checkpoint": params.backbone.checkpoint,
                                                                           "updated": params.train.update_backbone},
                 "evaluate_split": params.evaluate.split, "target_budget": r.target_budget}

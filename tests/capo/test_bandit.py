@@ -64,6 +64,8 @@ def test_the_default_loop_learns_where_from_reward_with_the_similarity_input(tmp
 
 @pytest.mark.slow
 def test_without_the_similarity_input_the_allocators_own_match_learns_where_from_reward(tmp_path):
-    m, _ = default_loop_on_where(False, 600, tmp_path)  # ~65 s; the target (3000 steps) is the benchmark's
+    # 1000 steps (~45 s): at 600 one machine measured top-1 0.97 and another 0.949 with 0.67 of the needs met, the
+    # trajectory differing with the CPU's float rounding; the target (3000 steps) is the benchmark's
+    m, _ = default_loop_on_where(False, 1000, tmp_path)
     assert m["match_top1"] >= 0.95, m  # L_credit taught its own cross-attention which frame is asked about
     assert m["meets_need"] >= 0.8 and m["other_scale"] <= 0.3, m

@@ -8,6 +8,8 @@ import pytest
 import yaml
 from safetensors import safe_open
 
+from resadapt.features.texture import DIM
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -26,7 +28,7 @@ def test_the_features_stage_runs_a_vlm_encoder_and_a_bad_checkpoint_leaves_outpu
                               splits=["train"], out_dir="features")
     run = run_features(tmp_path, params)
     assert run.returncode == 0, run.stderr
-    assert "train: 3 samples, patches (3, 4, 4, 48) stored as float16" in run.stdout
+    assert f"train: 3 samples, patches (3, 4, 4, {48 + DIM}) stored as float16" in run.stdout  # + texture
     out = tmp_path / "features/train.safetensors"
     with safe_open(str(out), framework="pt") as f:
         assert f.get_slice("patches").get_dtype() == "F16" and f.get_slice("text").get_dtype() == "F16"
@@ -50,7 +52,7 @@ def test_the_default_stage_pretrains_the_contrastive_encoder_and_refuses_shards_
     run = run_features(tmp_path, params)
     assert run.returncode == 0, run.stderr
     assert "contrastive encoder: 4 steps on 24 train videos (0 without captions skipped)" in run.stdout
-    assert "train: 24 samples, patches (24, 8, 4, 16)" in run.stdout and "val: 8 samples" in run.stdout
+    assert f"train: 24 samples, patches (24, 8, 4, {16 + DIM})" in run.stdout and "val: 8 samples" in run.stdout
     out = tmp_path / "features"
     config = json.loads((out / "encoder/config.json").read_text())
     assert config["params"]["steps"] == 4 and config["frames"] == 24 * 8 and "red" in config["vocab"]
