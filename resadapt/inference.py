@@ -118,8 +118,12 @@ class Package:
                 self._encoder = make_encoder(f["encoder"], f["side"], str(self.path / "backbone"), f["checkpoint"],
                                              encoder_dir=str(self.path / ENCODER_DIR))
             # the query as the features stage read it (a VLM encoder reads the options and instruction too)
+            # packages registered before features.texture existed hold no key and were trained without it
             features = encode(self._encoder, [clip.frames], [Query(question, options, task, clip.duration)],
                               texture=f.get("texture", False))
+            if features.patches.shape[-1] != self.allocator.config.patch_dim:
+                raise PackageError(f"{self.path}: its features are {features.patches.shape[-1]} wide but the "
+                                   f"Allocator reads {self.allocator.config.patch_dim} (pipeline.json features)")
             scales = deterministic_scales(self.allocator, features, [0])[0]
             if budget is not None:
                 full = plan_resize(size, [1.0] * n, grid).full_tokens

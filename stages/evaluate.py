@@ -63,7 +63,7 @@ def more_frames(params, videos: list[Video], k: int, encoder, progress: bool) ->
         raise StageError(f"the _x{k} methods need {n} frames per video; {len(short)} video(s) cannot give them "
                          f"(first: {short[0]}): drop them from evaluate.methods or use longer videos")
     features = encode(encoder, [v.frames for v in out], [Query.from_meta(v.meta) for v in out], [v.key for v in out],
-                      params.features.texture)
+                      texture=params.features.texture)
     return EvalSet(out, features)
 
 
@@ -73,8 +73,13 @@ def eval_sets(params, split: str, multipliers: Sequence[int], encoder, progress:
     videos = split_videos(params.shard.out_dir, split)
     if [v.key for v in videos] != features.keys:
         raise StageError(f"features of split {split!r} are not aligned with the shards: rerun the features stage")
-    return {1: EvalSet(videos, features)} | {k: more_frames(params, videos, k, encoder(), progress)
-                                              for k in multipliers}
+    sets = {1: EvalSet(videos, features)}
+    sets |= {k: more_frames(params, videos, k, encoder(), progress) for k in multipliers}
+    widths = {k: s.features.patches.shape[-1] for k, s in sets.items()}
+    if len(set(widths.values())) > 1:  # stored features of another features.texture than params.yaml's
+        raise StageError(f"split {split!r}: stored patch width {widths[1]} but {widths} on the fly: the features "
+                         "stage ran with other params (rerun it)")
+    return sets
 
 
 def main(params, args) -> None:

@@ -6,9 +6,10 @@ question, answer or queried frame is read), then frozen and saved to ``features.
 config.json, train_log.json); its image tower gives the patch tokens, its text tower reads the question. With
 ``builtin``, the built-in backbone's frame stem at ``features.side`` px and its word embeddings of the question;
 with ``hf``, a CLIP/SigLIP-style checkpoint; with ``vlm``, a SmolVLM/Idefics3-style VLM's vision and text towers
-(``features.checkpoint``). Encodes on ``features.device``, ``features.batch_size`` frames at a time. Reads the shards
-(and the backbone for ``builtin``); writes ``features.out_dir``/<split>.safetensors (``features.dtype``) +
-<split>.json (shard keys).
+(``features.checkpoint``). With ``features.texture`` every patch token also carries its frame's label-free texture
+statistics (``resadapt.features.texture``). Encodes on ``features.device``, ``features.batch_size`` frames at a time.
+Reads the shards (and the backbone for ``builtin``); writes ``features.out_dir``/<split>.safetensors
+(``features.dtype``) + <split>.json (shard keys).
 """
 
 import time

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import math
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -102,7 +101,8 @@ def info_nce(image: torch.Tensor, text: torch.Tensor, same: torch.Tensor, logit_
 def train_dual_encoder(data: CaptionedFrames, side: int, p: ContrastiveParams,
                        log_every: int = 25) -> tuple[DualEncoder, list[dict]]:
     """Pretrain on ``data``'s frame–caption pairs (deterministic under ``p.seed`` for a fixed thread count); returns
-    the frozen encoder and its log (step, loss, caption top-1 within the step's videos, wall and CPU seconds so far)."""
+    the frozen encoder and its log (step, loss, caption top-1 within the step's videos). The log holds no times:
+    it is part of the features stage's output, which must not change when nothing else did."""
     torch.manual_seed(p.seed)
     colours = sorted({c for video in data.colours for c in video})
     model = DualEncoder(DualConfig(side, p.dim, p.embed_dim, tuple(Vocabulary.of_captions(colours).words)))
@@ -110,7 +110,7 @@ def train_dual_encoder(data: CaptionedFrames, side: int, p: ContrastiveParams,
     schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, lambda k: 0.5 * (1 + math.cos(math.pi * k / p.steps)))
     rng = torch.Generator().manual_seed(p.seed)
     length = min(len(f) for f in data.frames)  # every video contributes its first `length` frames per step
-    log, begin, cpu = [], time.perf_counter(), time.process_time()
+    log = []
     for step in range(p.steps):
         pick = torch.randperm(len(data.frames), generator=rng)[: p.videos_per_step].tolist()
         frames = torch.stack([data.frames[v][:length] for v in pick])  # [G, T, side, side, 3]
@@ -131,9 +131,7 @@ def train_dual_encoder(data: CaptionedFrames, side: int, p: ContrastiveParams,
             with torch.no_grad():
                 hit = (image.view(shape) @ text.view(shape).transpose(1, 2)).argmax(-1)  # [G, T]: best caption
                 top1 = same.gather(-1, hit[..., None]).float().mean().item()
-            log.append({"step": step, "loss": round(loss.item(), 5), "caption_top1": round(top1, 4),
-                        "seconds": round(time.perf_counter() - begin, 2),
-                        "cpu_seconds": round(time.process_time() - cpu, 2)})
+            log.append({"step": step, "loss": round(loss.item(), 5), "caption_top1": round(top1, 4)})
     return model.eval().requires_grad_(False), log
 
 

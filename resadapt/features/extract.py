@@ -23,17 +23,19 @@ from resadapt.features.texture import texture_stats
 Row = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
 
 
-def encode_rows(encoder: Encoder, clips: Sequence[torch.Tensor], texts: Sequence[str],
-                texture: bool = False) -> list[Row]:
+def encode_rows(encoder: Encoder, clips: Sequence[torch.Tensor], texts: Sequence[str], *,
+                texture: bool) -> list[Row]:
     """uint8 clips [T_i, H_i, W_i, 3] and their query texts → per sample (patch tokens [T_i, L, Dp],
-    frame embeddings [T_i, E], text features [Nw_i, Dx], query embedding [E])."""
+    frame embeddings [T_i, E], text features [Nw_i, Dx], query embedding [E]); with ``texture``, Dp is the
+    encoder's width + ``resadapt.features.texture.DIM``."""
     side, size = encoder.side, encoder.batch_size
     small = torch.cat([resize_frames(c, (side, side)) for c in clips])  # [ΣT, side, side, 3]
-    tokens, frame_embed = (torch.cat(x) for x in zip(*(encoder.frames(small[i : i + size])
-                                                        for i in range(0, len(small), size)), strict=True))
-    if texture:
-        stats = texture_stats(small)[:, None].expand(-1, tokens.shape[1], -1)  # [ΣT, L, texture.DIM]
-        tokens = torch.cat([tokens, stats.to(tokens.dtype)], -1)
+    batches = range(0, len(small), size)
+    tokens, frame_embed = (torch.cat(x) for x in zip(*(encoder.frames(small[i : i + size]) for i in batches),
+                                                       strict=True))
+    if texture:  # per frame, so computed batch by batch: a 4x eval split at once would take gigabytes
+        stats = torch.cat([texture_stats(small[i : i + size]) for i in batches])  # [ΣT, texture DIM]
+        tokens = torch.cat([tokens, stats[:, None].expand(-1, tokens.shape[1], -1).to(tokens.dtype)], -1)
     words, query_embed = [], []
     for i in range(0, len(texts), size):
         w, q = encoder.texts(list(texts[i : i + size]))
@@ -62,11 +64,12 @@ def assemble(keys: list[str], rows: list[Row]) -> Features:
 
 
 def encode(encoder: Encoder, clips: Sequence[torch.Tensor], queries: Sequence[str | Query],
-           keys: Sequence[str] | None = None, texture: bool = False) -> Features:
+           keys: Sequence[str] | None = None, *, texture: bool) -> Features:
     """Features of uint8 clips [T, H, W, 3] (T may differ between clips: padded and masked). A ``Query`` is read
-    as the encoder reads a shard sample's; a plain string as it is."""
+    as the encoder reads a shard sample's; a plain string as it is. ``texture``: as the features stage was run
+    (``features.texture``), so that the Allocator gets the width it was trained on."""
     texts = [q if isinstance(q, str) else encoder.query_text(q) for q in queries]
-    rows = encode_rows(encoder, clips, texts, texture)
+    rows = encode_rows(encoder, clips, texts, texture=texture)
     return assemble(list(keys) if keys is not None else [str(i) for i in range(len(clips))], rows)
 
 
@@ -84,7 +87,7 @@ def _groups(samples: Iterable[tuple[str, object, dict]], n_frames: int):
 
 
 def extract_split(encoder: Encoder, shard_dir: str, split: str, progress: bool = True,
-                  samples: Iterable[tuple[str, torch.Tensor, dict]] | None = None, texture: bool = False) -> Features:
+                  samples: Iterable[tuple[str, torch.Tensor, dict]] | None = None, *, texture: bool) -> Features:
     """Every sample of ``split``, in shard order (the order of the keys the backbone's stages read); ``samples``:
     that split already read (key, frames, meta), e.g. at the coarse side."""
     keys, rows = [], []
@@ -92,7 +95,7 @@ def extract_split(encoder: Encoder, shard_dir: str, split: str, progress: bool =
     for group in _groups(iter_split(shard_dir, split) if samples is None else samples, encoder.batch_size):
         keys += [key for key, _, _ in group]
         rows += encode_rows(encoder, [torch.as_tensor(f) for _, f, _ in group],
-                            [encoder.query_text(Query.from_meta(meta)) for _, _, meta in group], texture)
+                            [encoder.query_text(Query.from_meta(meta)) for _, _, meta in group], texture=texture)
         bar.update(len(group))
     bar.close()
     return assemble(keys, rows)

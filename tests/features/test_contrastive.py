@@ -1,6 +1,7 @@
 """The contrastive encoder: trained on frame–caption pairs of real synthetic shards, blind to the questions."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,7 +14,8 @@ from resadapt.data.shards import iter_split, sampled_labels
 from resadapt.features.captions import TEMPLATES, Vocabulary, caption, captioned_frames, coarse_samples, words
 from resadapt.features.contrastive import ContrastiveEncoder, load_dual_encoder, save_dual_encoder, train_dual_encoder
 from resadapt.features.extract import encode, extract_split
-from resadapt.inference import Package
+from resadapt.features.texture import DIM
+from resadapt.inference import Package, PackageError
 from tests.conftest import counting_clip
 from tests.features.conftest import N_FRAMES
 
@@ -63,7 +65,7 @@ def test_zero_shot_it_finds_the_queried_frame_from_the_question_and_stays_frozen
     assert not any(p.requires_grad for p in model.parameters())
     save_dual_encoder(model, tmp_path / "encoder", {"note": "test"})
     encoder = ContrastiveEncoder(load_dual_encoder(tmp_path / "encoder"), 56)
-    features = extract_split(encoder, str(synth["plain"]), "val", progress=False)
+    features = extract_split(encoder, str(synth["plain"]), "val", progress=False, texture=False)
     metas = [m for _, _, m in iter_split(str(synth["plain"]), "val")]
     assert features.patches.shape == (8, N_FRAMES, 4, 32) and features.frame_embed.shape == (8, N_FRAMES, 16)
     assert not features.patches.requires_grad and not features.query_embed.requires_grad
@@ -73,21 +75,37 @@ def test_zero_shot_it_finds_the_queried_frame_from_the_question_and_stays_frozen
     # the question's words are the text features; the ones it never saw in a caption still get their own vectors
     first = Query.from_meta(metas[0])
     assert features.text_mask[0].sum() == len(words(first.question))
-    again = encode(encoder, [torch.from_numpy(next(iter(iter_split(str(synth["plain"]), "val")))[1])], [first])
+    frames = torch.from_numpy(next(iter(iter_split(str(synth["plain"]), "val")))[1])
+    again = encode(encoder, [frames], [first], texture=False)
     assert torch.allclose(again.frame_embed[0], features.frame_embed[0], atol=1e-5)
 
 
-def test_a_package_allocates_with_its_contrastive_encoder(synth, tmp_path):
-    model, _ = train(synth["plain"])
-    pkg = tmp_path / "package"
+def contrastive_package(model, pkg, texture: bool | None, patch_dim: int) -> Path:
+    """A package with the contrastive encoder; ``texture`` None: a pipeline.json from before features.texture."""
     save_dual_encoder(model, pkg / "encoder", {})
     torch.manual_seed(0)
-    Allocator(AllocatorConfig(patch_dim=QUICK.dim, text_dim=QUICK.dim, width=16, heads=2, aligned_dim=QUICK.embed_dim,
+    Allocator(AllocatorConfig(patch_dim=patch_dim, text_dim=QUICK.dim, width=16, heads=2, aligned_dim=QUICK.embed_dim,
                               s_min=0.1)).save_pretrained(pkg)
+    features = {"encoder": "contrastive", "checkpoint": "", "side": 56} | ({} if texture is None else
+                                                                           {"texture": texture})
     (pkg / "pipeline.json").write_text(json.dumps({
         "shard": {"n_frames": 4, "patch_factor": 28, "max_pixels": 602112, "frame_codec": "jpg", "jpeg_quality": 95},
-        "features": {"encoder": "contrastive", "checkpoint": "", "side": 56},
+        "features": features,
         "backbone": {"source": "hf", "engine": "transformers", "device": "cpu", "dtype": "float32"}}))
+    return pkg
+
+
+@pytest.mark.parametrize("texture", [None, True])
+def test_a_package_allocates_with_its_contrastive_encoder(synth, tmp_path, texture):
+    model, _ = train(synth["plain"])
+    pkg = contrastive_package(model, tmp_path / "package", texture, QUICK.dim + (DIM if texture else 0))
     video = counting_clip(tmp_path / "v.mp4", 8, size=(112, 112))
     allocation = Package(pkg).allocate(video, "Which stripe is in the frame with the red border?", budget=0.5)
     assert len(allocation.scales) == 4 and allocation.plan.retention <= 0.5 + 1e-9
+
+
+def test_a_package_whose_allocator_does_not_fit_its_features_is_a_clear_error(synth, tmp_path):
+    pkg = contrastive_package(train(synth["plain"])[0], tmp_path / "package", True, QUICK.dim)
+    video = counting_clip(tmp_path / "v.mp4", 8, size=(112, 112))
+    with pytest.raises(PackageError, match=f"features are {QUICK.dim + DIM} wide but the Allocator reads {QUICK.dim}"):
+        Package(pkg).allocate(video, "Which stripe is in the frame with the red border?")

@@ -9,7 +9,7 @@ from tests.features.conftest import builtin_model
 
 
 def test_builtin_features_are_aligned_with_the_shards(shards):
-    features = extract_split(BuiltinEncoder(builtin_model(), 56), str(shards), "train", progress=False)
+    features = extract_split(BuiltinEncoder(builtin_model(), 56), str(shards), "train", progress=False, texture=False)
     assert features.keys == ["s0", "s1", "s2"]
     assert features.patches.shape == (3, 4, 4, 64) and features.frame_mask.all()
     assert features.frame_embed.shape == (3, 4, 16) and features.query_embed.shape == (3, 16)
@@ -20,7 +20,7 @@ def test_builtin_features_are_aligned_with_the_shards(shards):
 
 
 def test_a_clip_style_checkpoint_gives_patch_tokens_and_shared_space_embeddings(shards, clip):
-    features = extract_split(HFEncoder(clip, 56), str(shards), "train", progress=False)
+    features = extract_split(HFEncoder(clip, 56), str(shards), "train", progress=False, texture=False)
     assert features.patches.shape == (3, 4, 17, 32)  # CLS + 4x4 patches of the 32-px tower input
     assert features.frame_embed.shape == (3, 4, 16) and features.query_embed.shape == (3, 16)
     assert torch.allclose(features.query_embed.norm(dim=-1), torch.ones(3))
@@ -33,7 +33,7 @@ def test_a_clip_style_checkpoint_gives_patch_tokens_and_shared_space_embeddings(
 def test_batched_encoding_equals_one_frame_at_a_time(shards, clip, kind):
     make = {"builtin": lambda b: BuiltinEncoder(builtin_model(), 56, batch_size=b),
             "hf": lambda b: HFEncoder(clip, 56, batch_size=b)}[kind]
-    one, some, many = (extract_split(make(b), str(shards), "train", progress=False) for b in (1, 3, 64))
+    one, some, many = (extract_split(make(b), str(shards), "train", progress=False, texture=True) for b in (1, 3, 64))
     for name in ("patches", "frame_embed", "text", "query_embed"):
         for other in (some, many):
             assert torch.allclose(getattr(one, name), getattr(other, name), atol=1e-5), name

@@ -13,7 +13,7 @@ from resadapt.features.vlm import VLMEncoder
 
 def test_vlm_features_end_to_end_from_shards_to_the_allocator(shards, smolvlm, tmp_path):
     encoder = make_encoder("vlm", 32, checkpoint=smolvlm, device="cpu", batch_size=4)
-    features = extract_split(encoder, str(shards), "train", progress=False)
+    features = extract_split(encoder, str(shards), "train", progress=False, texture=False)
     # 32 px / 8-px patches = 4x4 tower tokens, merged 2x2 by the connector → 4 tokens of the LM's width 48
     assert features.keys == ["s0", "s1", "s2"] and features.patches.shape == (3, 4, 4, 48)
     assert features.frame_embed.shape == (3, 4, 0) and features.query_embed.shape == (3, 0)
@@ -49,7 +49,8 @@ def test_vlm_features_end_to_end_from_shards_to_the_allocator(shards, smolvlm, t
 
 
 def test_vlm_batched_encoding_equals_unbatched_and_on_the_fly(shards, smolvlm):
-    one, some, many = (extract_split(VLMEncoder(smolvlm, 32, batch_size=b), str(shards), "train", progress=False)
+    one, some, many = (extract_split(VLMEncoder(smolvlm, 32, batch_size=b), str(shards), "train", progress=False,
+                                       texture=False)
                        for b in (1, 3, 64))
     for name in ("patches", "text"):
         for other in (some, many):
@@ -57,7 +58,7 @@ def test_vlm_batched_encoding_equals_unbatched_and_on_the_fly(shards, smolvlm):
     assert torch.equal(one.text_mask, many.text_mask)
     samples = list(iter_split(shards, "train"))
     online = encode(VLMEncoder(smolvlm, 32), [torch.from_numpy(f) for _, f, _ in samples],
-                    [Query.from_meta(m) for _, _, m in samples])
+                    [Query.from_meta(m) for _, _, m in samples], texture=False)
     assert torch.allclose(online.text, many.text, atol=1e-5) and torch.allclose(online.patches, many.patches)
 
 
