@@ -26,7 +26,7 @@ from resadapt.allocator.model import Allocator
 from resadapt.backbone.factory import BackboneError, BackboneSpec, build_backbone
 from resadapt.backbone.interface import Query
 from resadapt.backbone.pin import PinError
-from resadapt.data.clips import load_clips
+from resadapt.data.clips import load_clips_counts
 from resadapt.data.sample import Video
 from resadapt.data.shards import iter_split
 from resadapt.data.video import VideoError
@@ -46,25 +46,33 @@ def split_videos(shard_dir: str, split: str) -> list[Video]:
     return [Video(key, torch.from_numpy(frames), meta) for key, frames, meta in iter_split(shard_dir, split)]
 
 
-def more_frames(params, videos: list[Video], k: int, encoder, progress: bool) -> EvalSet:
-    """The split's videos decoded at k times the shard's frame count, with their features."""
-    n = k * params.shard.n_frames
-    out, short = [], []
+def more_frames(params, videos: list[Video], multipliers: Sequence[int], encoder, progress: bool) -> dict[int, EvalSet]:
+    """The split's videos decoded at k times the shard's frame count, for each k in ``multipliers`` (one decode of
+    each video serves every k), with their features."""
+    counts = {k: k * params.shard.n_frames for k in multipliers}
+    out: dict[int, list[Video]] = {k: [] for k in multipliers}
+    short = []
     # a shard sample's video path is relative to the validated manifest's folder
-    clips = load_clips([Path(params.validate_.out_dir) / v.meta["video"] for v in videos], params.shard, n,
-                       params.shard.n_workers)
-    for v, clip in tqdm(zip(videos, clips, strict=True), total=len(videos), desc=f"decode {k}x frames", unit="video",
-                        disable=not progress):
+    clips = load_clips_counts([Path(params.validate_.out_dir) / v.meta["video"] for v in videos], params.shard,
+                              list(counts.values()), params.shard.n_workers)
+    names = "/".join(f"{k}x" for k in multipliers)
+    for v, clip in tqdm(zip(videos, clips, strict=True), total=len(videos), desc=f"decode {names} frames",
+                        unit="video", disable=not progress):
         if isinstance(clip, VideoError):
             short.append(clip.reason if len(short) else str(clip))
             continue
-        out.append(Video(v.key, clip.frames, v.meta | {"frame_indices": clip.indices}))
+        for k, n in counts.items():
+            out[k].append(Video(v.key, clip[n].frames, v.meta | {"frame_indices": clip[n].indices}))
     if short:
-        raise StageError(f"the _x{k} methods need {n} frames per video; {len(short)} video(s) cannot give them "
-                         f"(first: {short[0]}): drop them from evaluate.methods or use longer videos")
-    features = encode(encoder, [v.frames for v in out], [Query.from_meta(v.meta) for v in out], [v.key for v in out],
-                      texture=params.features.texture)
-    return EvalSet(out, features)
+        raise StageError(f"the _x{'/_x'.join(map(str, multipliers))} methods need {max(counts.values())} frames "
+                         f"per video; {len(short)} video(s) cannot give them (first: {short[0]}): drop them from "
+                         "evaluate.methods or use longer videos")
+    sets = {}
+    for k, vids in out.items():
+        features = encode(encoder, [v.frames for v in vids], [Query.from_meta(v.meta) for v in vids],
+                          [v.key for v in vids], texture=params.features.texture)
+        sets[k] = EvalSet(vids, features)
+    return sets
 
 
 def eval_sets(params, split: str, multipliers: Sequence[int], encoder, progress: bool) -> dict[int, EvalSet]:
@@ -74,7 +82,8 @@ def eval_sets(params, split: str, multipliers: Sequence[int], encoder, progress:
     if [v.key for v in videos] != features.keys:
         raise StageError(f"features of split {split!r} are not aligned with the shards: rerun the features stage")
     sets = {1: EvalSet(videos, features)}
-    sets |= {k: more_frames(params, videos, k, encoder(), progress) for k in multipliers}
+    if multipliers:
+        sets |= more_frames(params, videos, multipliers, encoder(), progress)
     widths = {k: s.features.patches.shape[-1] for k, s in sets.items()}
     if len(set(widths.values())) > 1:  # stored features of another features.texture than params.yaml's
         raise StageError(f"split {split!r}: stored patch width {widths[1]} but {widths} on the fly: the features "

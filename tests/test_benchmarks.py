@@ -13,6 +13,7 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.mark.parametrize("script,expect", [
     ("shard_throughput.py", "ratio shard/ffmpeg"),
     ("memory_estimate.py", "total GiB"),
+    ("eval_decode.py", "frames identical"),
     ("capo_bandit.py", "| default | where | yes | 20 |"),
     pytest.param("backbone_prefill.py", "qwen2.5-vl", marks=pytest.mark.slow),
     pytest.param("cuda_check.py", "PASS capo/allocator", marks=pytest.mark.slow),

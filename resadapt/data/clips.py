@@ -36,26 +36,46 @@ class Clip:
 
 def load_clip(path: str | Path, params: ShardParams, n_frames: int | None = None) -> Clip:
     """``n_frames`` (default ``params.n_frames``) frames of ``path`` as the shard stage would store them."""
+    n = n_frames or params.n_frames
+    return load_clip_counts(path, params, [n])[n]
+
+
+def load_clip_counts(path: str | Path, params: ShardParams, counts: Sequence[int]) -> dict[int, Clip]:
+    """``load_clip`` of ``path`` at each frame count, from one decode: ffmpeg streams the video once for the union
+    of the sampled frames, and each distinct frame goes through the codec round trip once (a frame comes out the
+    same whichever other frames are selected with it)."""
     path = Path(path)
     info = probe(path, decode=False)
     try:
-        indices = sample_indices(info, n_frames or params.n_frames)
+        indices = {n: sample_indices(info, n) for n in counts}
     except ValueError as exc:
         raise VideoError(path, str(exc)) from None
     size = base_size(info.height, info.width, params.patch_factor, params.max_pixels)
-    decoded = decode_frames(path, indices, size)
-    frames = np.stack([np.asarray(Image.open(io.BytesIO(_encode_frame(f, params))).convert("RGB")) for f in decoded])
-    return Clip(torch.from_numpy(frames), indices, info.fps, info.duration)
+    unique = sorted({i for idx in indices.values() for i in idx})
+    decoded = decode_frames(path, unique, size)
+    stored = np.stack([np.asarray(Image.open(io.BytesIO(_encode_frame(f, params))).convert("RGB")) for f in decoded])
+    position = {idx: k for k, idx in enumerate(unique)}
+    return {n: Clip(torch.from_numpy(stored[[position[i] for i in idx]]), idx, info.fps, info.duration)
+            for n, idx in indices.items()}
 
 
 def load_clips(paths: Sequence[str | Path], params: ShardParams, n_frames: int | None = None,
                n_workers: int = 1) -> Iterator[Clip | VideoError]:
     """``load_clip`` of each path in order, on ``n_workers`` threads (ffmpeg decodes in its own process); a video
     that cannot give the frames yields its ``VideoError`` instead of stopping the others."""
+    n = n_frames or params.n_frames
+    for clips in load_clips_counts(paths, params, [n], n_workers):
+        yield clips if isinstance(clips, VideoError) else clips[n]
 
-    def one(path: str | Path) -> Clip | VideoError:
+
+def load_clips_counts(paths: Sequence[str | Path], params: ShardParams, counts: Sequence[int],
+                      n_workers: int = 1) -> Iterator[dict[int, Clip] | VideoError]:
+    """``load_clip_counts`` of each path in order, on ``n_workers`` threads, a failing video yielding its
+    ``VideoError``."""
+
+    def one(path: str | Path) -> dict[int, Clip] | VideoError:
         try:
-            return load_clip(path, params, n_frames)
+            return load_clip_counts(path, params, counts)
         except VideoError as exc:
             return exc
 

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from resadapt.config import ShardParams
-from resadapt.data.clips import load_clip, load_clips
+from resadapt.data.clips import load_clip, load_clip_counts, load_clips, load_clips_counts
 from resadapt.data.shards import iter_split, write_shards
 from resadapt.data.video import VideoError
 from tests.conftest import counting_clip, frame_index, mcq_row, write_manifest
@@ -44,3 +44,17 @@ def test_clips_on_threads_come_back_in_order_and_a_bad_one_does_not_stop_the_res
         if path.name != "missing.mp4":
             alone = load_clip(path, params)
             assert clip.indices == alone.indices and np.array_equal(clip.frames.numpy(), alone.frames.numpy())
+
+
+def test_one_decode_at_several_frame_counts_gives_each_count_exactly_as_alone(tmp_path):
+    path = counting_clip(tmp_path / "v.mp4", 40)
+    params = ShardParams(n_frames=6)
+    both = load_clip_counts(path, params, [12, 24])
+    assert set(both) == {12, 24} and not set(both[12].indices) <= set(both[24].indices)  # overlapping, not nested
+    for n, clip in both.items():
+        alone = load_clip(path, params, n_frames=n)
+        assert clip.indices == alone.indices and np.array_equal(clip.frames.numpy(), alone.frames.numpy())
+        assert [frame_index(f) for f in clip.frames.numpy()] == clip.indices
+    short = counting_clip(tmp_path / "short.mp4", 16)
+    [ok, bad] = list(load_clips_counts([path, short], params, [12, 24]))
+    assert set(ok) == {12, 24} and isinstance(bad, VideoError) and "short.mp4" in str(bad)
