@@ -56,14 +56,13 @@ def main() -> None:
         paths = [manifest.parent / s.video for s in rows]
         seconds: dict[str, list[float]] = {"per count": [], "union": []}
         for _ in range(args.repeats):
+            clips = {}
             for name, way in (("per count", per_count), ("union", union)):
                 start = time.perf_counter()
-                out = way(paths, params, args.counts, args.workers)
+                clips[name] = way(paths, params, args.counts, args.workers)
                 seconds[name].append(time.perf_counter() - start)
-                if name == "per count":
-                    reference = out
             for n in args.counts:
-                for a, b in zip(reference[n], out[n], strict=True):
+                for a, b in zip(clips["per count"][n], clips["union"][n], strict=True):
                     assert a.indices == b.indices and np.array_equal(a.frames.numpy(), b.frames.numpy()), \
                         f"{n} frames: the union decode differs"
     median = {k: statistics.median(v) for k, v in seconds.items()}
