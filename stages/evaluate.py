@@ -4,7 +4,8 @@ Methods: Full, FixedScale, RandomDrop, TaskRes (fitted on ``evaluate.calibration
 features' frame–query similarity keeps the top chunks at scale 1, flooring or dropping the rest), ResAdapt (the trained
 Allocator rescaled to each budget), its unconstrained policy, ResAdapt without the similarity signal (the ablation
 Allocator of ``train_nosim``, rescaled the same way), and ResAdapt on 2x / 4x the frames at the same budget
-(the eval videos decoded again at that frame count, exactly as the shard stage decodes). Every method is measured
+(the eval videos decoded again at that frame count, exactly as the shard stage decodes), and two label oracles
+(ceilings read off the generator's labels, on videos that carry them). Every method is measured
 again on each of ``evaluate.test_splits`` (other nuisance settings, never tuned on), and ResAdapt at 1x and 2x/4x
 frames on each of ``evaluate.long_splits`` (long videos whose needed frames are brief). The backbone comes from the
 one factory: the built-in model or the pinned Qwen checkpoint, updated by ResAdapt-RL when ``train`` updated it.
@@ -33,6 +34,7 @@ from resadapt.data.video import VideoError
 from resadapt.evaluate import figures, report
 from resadapt.evaluate.allocation import allocation_stats
 from resadapt.evaluate.budget import full_tokens
+from resadapt.evaluate.oracle import MARGINS, labelled
 from resadapt.evaluate.sweep import EvalSet, frames_multiplier, resadapt_scales, sweep, topk_variant
 from resadapt.evaluate.taskres import calibrate
 from resadapt.features import ENCODER_DIR
@@ -114,9 +116,14 @@ def main(params, args) -> None:
                             n=p.taskres_samples, seed=p.seed, progress=progress, style=p.prompt,
                             batch_size=p.batch_size)
 
+    unlabelled: list[str] = []  # splits without the generator's labels: no oracle rows there
+
     def measured(split: str, methods: Sequence[str]) -> tuple[dict[int, EvalSet], list[dict]]:
         sets = eval_sets(params, split, multipliers if any(frames_multiplier(m) > 1 for m in methods) else [],
                          encoder, progress)
+        if any(m in MARGINS for m in methods) and not labelled(sets[1].videos):
+            methods = [m for m in methods if m not in MARGINS]
+            unlabelled.append(split)
         topk = [m for m in methods if topk_variant(m)]
         if topk and sets[1].features.frame_embed.shape[-1] == 0:
             raise StageError(f"evaluate.methods {topk} rank frames by the features' frame–query similarity, and "
@@ -144,6 +151,9 @@ def main(params, args) -> None:
     out = Path(p.out_dir)
     notes = [f"split {p.split!r}: {len(videos)} videos ({sum(v.meta['task'] == 'mcq' for v in videos)} mcq), "
              f"{params.shard.n_frames} frames at 1x; retention is against the 1x clip at scale 1 for every method."]
+    if unlabelled:
+        notes.append(f"no oracle rows on {', '.join(unlabelled)}: its videos carry no generator labels (needed frames, "
+                     "each glyph's need), which only the built-in data set has")
     if taskres:
         notes.append(f"TaskRes (fitted on {p.calibration_split!r}): {taskres.describe(target)}")
     metrics = report.metrics_json(rows, check, comparisons)

@@ -73,7 +73,7 @@ def test_dvc_repro_runs_the_data_stages_then_has_nothing_to_do(scratch):
     sweep = json.loads((scratch / "reports/evaluate/metrics.json").read_text())
     assert set(sweep) == {"full", "fixed_scale", "random_drop", "taskres", "relevance_topk", "relevance_topk_drop",
                           "resadapt", "resadapt_uniform", "resadapt_policy", "resadapt_x2", "resadapt_x4",
-                          "resadapt_nosim", "checks", "paired", "splits", "allocation"}
+                          "resadapt_nosim", "oracle", "oracle_where", "checks", "paired", "splits", "allocation"}
     assert {"resadapt/policy", "resadapt/r015", "resadapt_nosim/policy"} <= set(sweep["allocation"])
     assert sweep["relevance_topk"]["r015"]["retention"] <= 0.15 + 1e-9
     if sweep["resadapt"]["r015"]["n_mcq"]:  # paired comparisons are on multiple-choice questions

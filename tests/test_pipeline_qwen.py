@@ -92,6 +92,8 @@ def check_outputs(root: Path, steps: int = 2) -> dict:
     assert {"full", "fixed_scale", "random_drop", "taskres", "resadapt", "resadapt_uniform", "resadapt_policy",
             "resadapt_x2", "resadapt_x4"} <= set(sweep)
     assert sweep["resadapt"]["r025"]["retention"] <= 0.25 + 1e-9 and sweep["full"]["r100"]["retention"] == 1.0
+    assert "oracle" not in sweep  # one's own videos carry no generator labels: the report says so
+    assert "no oracle rows on eval" in (root / "reports/evaluate/report.md").read_text()
     decision = json.loads((root / "reports/register/decision.json").read_text())
     margin = sweep["resadapt"]["r025"]["accuracy"] - sweep["fixed_scale"]["r025"]["accuracy"]
     assert decision["registered"] == (margin >= 0.0)

@@ -22,7 +22,8 @@ LABELS = {"full": "Full", "fixed_scale": "FixedScale", "random_drop": "RandomDro
           "relevance_topk_x4": "Relevance top-k (floor) 4x frames",
           "relevance_topk_drop_x2": "Relevance top-k (drop) 2x frames",
           "relevance_topk_drop_x4": "Relevance top-k (drop) 4x frames",
-          "resadapt_nosim": "ResAdapt without the similarity signal"}
+          "resadapt_nosim": "ResAdapt without the similarity signal",
+          "oracle": "Oracle: where and how much (labels)", "oracle_where": "Oracle: where only (labels)"}
 
 
 def label(method: str) -> str:

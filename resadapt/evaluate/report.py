@@ -10,7 +10,7 @@ from resadapt.evaluate.paired import compare
 # (ours, baseline): the paired comparisons reported where both methods ran; the x2/x4 rows against the 1x clip
 # and against top-k on as many frames
 PAIRS = (("resadapt", "relevance_topk"), ("resadapt", "relevance_topk_drop"), ("resadapt", "fixed_scale"),
-         ("resadapt", "resadapt_nosim"),
+         ("resadapt", "resadapt_nosim"), ("resadapt", "oracle"),
          ("resadapt_x2", "resadapt"), ("resadapt_x4", "resadapt"),
          *((f"resadapt_x{k}", f"{m}_x{k}") for k in (2, 4) for m in ("relevance_topk", "relevance_topk_drop")))
 

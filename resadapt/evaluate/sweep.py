@@ -16,6 +16,7 @@ from resadapt.capo.train import deterministic_scales
 from resadapt.data.sample import Video
 from resadapt.evaluate.budget import fixed_scales, full_tokens, match_budgets, random_keep, uniform_scale
 from resadapt.evaluate.metrics import summarise
+from resadapt.evaluate.oracle import MARGINS, oracle_scales
 from resadapt.evaluate.taskres import TaskRes
 from resadapt.evaluate.topk import frame_query_match, relevance_topk
 from resadapt.features.coarse import Features
@@ -159,6 +160,11 @@ def sweep(backbone, allocator: Allocator, sets: dict[int, EvalSet], budgets: Seq
             scales = resadapt_scales(allocator, base, backbone, r, base_tokens, fill=method != "resadapt_uniform")
             run(method, r, [Item(v.frames, s.tolist(), q, key=v.key)
                             for v, s, q in zip(base.videos, scales, queries, strict=True)], base.videos)
+        elif method in MARGINS:
+            s_min = allocator.config.s_min
+            run(method, r, [Item(v.frames, oracle_scales(v.meta, len(v.frames), frame_size(v), backbone.grid,
+                                                         r * b, s_min, MARGINS[method]).tolist(), q, key=v.key)
+                            for v, q, b in zip(base.videos, queries, base_tokens, strict=True)], base.videos)
         elif method == "resadapt_nosim":
             if nosim is None:
                 raise ValueError("method resadapt_nosim needs the ablation Allocator (stage train_nosim)")
