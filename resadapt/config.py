@@ -406,7 +406,7 @@ class TrainNosimParams(Section):
 
 
 METHODS = ("full", "fixed_scale", "random_drop", "taskres", "relevance_topk", "relevance_topk_drop", "resadapt",
-           "resadapt_uniform", "resadapt_policy", "resadapt_x2", "resadapt_x4", "resadapt_nosim",
+           "resadapt_uniform", "resadapt_policy", "resadapt_split", "resadapt_x2", "resadapt_x4", "resadapt_nosim",
            "oracle", "oracle_where")  # the oracles read the generator's labels: built-in data set only
 TOPK_MORE_FRAMES = ("relevance_topk_x2", "relevance_topk_x4", "relevance_topk_drop_x2", "relevance_topk_drop_x4")
 

@@ -10,8 +10,8 @@ again on each of ``evaluate.test_splits`` (other nuisance settings, never tuned 
 frames on each of ``evaluate.long_splits`` (long videos whose needed frames are brief). The backbone comes from the
 one factory: the built-in model or the pinned Qwen checkpoint, updated by ResAdapt-RL when ``train`` updated it.
 Writes, under
-``evaluate.out_dir``: metrics.json (DVC metrics and the paired comparisons), per_sample.json (every row's per-sample
-scores), pareto.json (DVC plot data), pareto.png, heatmaps.png, report.md.
+``evaluate.out_dir``: metrics.json (DVC metrics, the paired comparisons and MCQ accuracy per question kind),
+per_sample.json (every row's per-sample scores), pareto.json (DVC plot data), pareto.png, heatmaps.png, report.md.
 """
 
 import json
@@ -157,6 +157,9 @@ def main(params, args) -> None:
     if taskres:
         notes.append(f"TaskRes (fitted on {p.calibration_split!r}): {taskres.describe(target)}")
     metrics = report.metrics_json(rows, check, comparisons)
+    kinds = report.by_kind(rows, {v.key: (v.meta.get("meta") or {}).get("question_kind") for v in videos})
+    if kinds:
+        metrics["kinds"] = kinds
     if any(spend.values()):
         metrics["allocation"] = spend
         notes += [f"{k}: needed frames' mean scale {v['needed_scale']:.3f}, others' {v['other_scale'] or math.nan:.3f} "
@@ -179,7 +182,7 @@ def main(params, args) -> None:
         figures.heatmaps_png(shown, allocations["resadapt", target][: len(shown)], backbone.grid, out / "heatmaps.png",
                              f"ResAdapt at retention budget {target:g} ({p.split} split)")
     with atomic_path(out / "report.md") as tmp:
-        tmp.write_text(report.markdown(rows, check, p.budgets, notes, comparisons)
+        tmp.write_text(report.markdown(rows, check, p.budgets, notes, comparisons, kinds)
                        + "".join(report.split_section(s, r, p.budgets, paired[s]) for s, r in others.items()),
                        encoding="utf-8")
     print("evaluate: " + json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in check.items()}))

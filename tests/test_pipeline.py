@@ -71,14 +71,16 @@ def test_dvc_repro_runs_the_data_stages_then_has_nothing_to_do(scratch):
     assert json.loads((scratch / "models/allocator_nosim/config.json").read_text())["aligned_dim"] == 0
     assert json.loads((scratch / "reports/train_nosim/metrics.json").read_text())["steps"] == 2
     sweep = json.loads((scratch / "reports/evaluate/metrics.json").read_text())
-    assert set(sweep) == {"full", "fixed_scale", "random_drop", "taskres", "relevance_topk", "relevance_topk_drop",
-                          "resadapt", "resadapt_uniform", "resadapt_policy", "resadapt_x2", "resadapt_x4",
-                          "resadapt_nosim", "oracle", "oracle_where", "checks", "paired", "splits", "allocation"}
+    assert set(sweep) - {"kinds"} == {"full", "fixed_scale", "random_drop", "taskres", "relevance_topk",
+                          "relevance_topk_drop", "resadapt", "resadapt_uniform", "resadapt_policy", "resadapt_split",
+                          "resadapt_x2", "resadapt_x4", "resadapt_nosim", "oracle", "oracle_where", "checks", "paired",
+                          "splits", "allocation"}
     assert {"resadapt/policy", "resadapt/r015", "resadapt_nosim/policy"} <= set(sweep["allocation"])
     assert sweep["relevance_topk"]["r015"]["retention"] <= 0.15 + 1e-9
-    if sweep["resadapt"]["r015"]["n_mcq"]:  # paired comparisons are on multiple-choice questions
+    if sweep["resadapt"]["r015"]["n_mcq"]:  # paired comparisons and the kinds are on multiple-choice questions
         assert set(sweep["paired"]["resadapt_vs_relevance_topk"]) == {"r015", "r050", "r100", "summary"}
-    assert set(sweep["splits"]["test"]) == set(sweep) - {"splits", "allocation"}  # every method on the test split too
+        assert set(sweep["kinds"]["resadapt"]["r015"]) <= {"which", "same", "count"}
+    assert set(sweep["splits"]["test"]) == set(sweep) - {"splits", "allocation", "kinds"}  # every method there too
     long = sweep["splits"]["eval_long"]  # the long videos: ResAdapt at 1x, 2x and 4x frames
     assert {"resadapt", "resadapt_x2", "resadapt_x4", "checks"} <= set(long) and "x4_minus_x1" in long["checks"]
     assert long["resadapt_x4"]["r050"]["retention"] <= 0.5 + 1e-9  # (32 one-token frames are over 0.15 here)

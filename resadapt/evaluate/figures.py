@@ -16,7 +16,8 @@ from resadapt.io import atomic_path  # noqa: E402
 
 LABELS = {"full": "Full", "fixed_scale": "FixedScale", "random_drop": "RandomDrop", "taskres": "TaskRes",
           "resadapt": "ResAdapt", "resadapt_uniform": "ResAdapt (uniform rescale)",
-          "resadapt_policy": "ResAdapt (policy)", "resadapt_x2": "ResAdapt 2x frames",
+          "resadapt_policy": "ResAdapt (policy)", "resadapt_split": "ResAdapt (split budget)",
+          "resadapt_x2": "ResAdapt 2x frames",
           "resadapt_x4": "ResAdapt 4x frames", "relevance_topk": "Relevance top-k (floor)",
           "relevance_topk_drop": "Relevance top-k (drop)", "relevance_topk_x2": "Relevance top-k (floor) 2x frames",
           "relevance_topk_x4": "Relevance top-k (floor) 4x frames",
@@ -31,12 +32,15 @@ def label(method: str) -> str:
 
 
 def pareto_png(rows: Sequence[dict], path: str | Path, metric: str = "accuracy") -> None:
-    """Accuracy against measured retention, one colour and line per method."""
+    """Accuracy against measured retention, one colour and line per method (the label oracles dashed: ceilings,
+    not methods)."""
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for method in dict.fromkeys(r["method"] for r in rows):
+    colours = plt.get_cmap("tab20").colors  # the default cycle has 10 colours, the sweep up to 14 methods
+    for i, method in enumerate(dict.fromkeys(r["method"] for r in rows)):
         pts = sorted((r["retention"], r[metric]) for r in rows if r["method"] == method and r[metric] is not None)
         xs, ys = zip(*pts, strict=True)
-        ax.plot(xs, ys, marker="o", linestyle="-" if len(pts) > 1 else "none", label=label(method))
+        line = ("--" if method.startswith("oracle") else "-") if len(pts) > 1 else "none"
+        ax.plot(xs, ys, marker="o", linestyle=line, color=colours[2 * i % 20 + 2 * i // 20 % 2], label=label(method))
     ax.set_xscale("log")
     ax.set_xlabel("measured retention (visual tokens / 1x clip at full resolution)")
     ax.set_ylabel(metric)

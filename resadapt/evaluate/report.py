@@ -11,6 +11,8 @@ from resadapt.evaluate.paired import compare
 # and against top-k on as many frames
 PAIRS = (("resadapt", "relevance_topk"), ("resadapt", "relevance_topk_drop"), ("resadapt", "fixed_scale"),
          ("resadapt", "resadapt_nosim"), ("resadapt", "oracle"),
+         ("resadapt_split", "relevance_topk"), ("resadapt_split", "relevance_topk_drop"),
+         ("resadapt_split", "resadapt"),
          ("resadapt_x2", "resadapt"), ("resadapt_x4", "resadapt"),
          *((f"resadapt_x{k}", f"{m}_x{k}") for k in (2, 4) for m in ("relevance_topk", "relevance_topk_drop")))
 
@@ -77,6 +79,36 @@ def metrics_json(rows: Sequence[dict], check: dict, comparisons: dict | None = N
         out.setdefault(r["method"], {})[budget_key(r["budget"])] = _rounded(
             {k: v for k, v in r.items() if k not in ("method", "budget", "scores")})
     return out | {"checks": check, "paired": _rounded(comparisons or {})}
+
+
+def by_kind(rows: Sequence[dict], kinds: dict[str, str | None]) -> dict:
+    """{method: {budget key: {question kind: {"accuracy", "n"}}}} on MCQ questions; ``kinds``: video key → the
+    generator's ``question_kind`` (None without labels: {} when no video has one)."""
+    out: dict = {}
+    for r in rows:
+        groups: dict[str, list[float]] = {}
+        for key, correct in r["scores"]["mcq"].items():
+            if kinds.get(key) is not None:
+                groups.setdefault(kinds[key], []).append(correct)
+        if groups:
+            out.setdefault(r["method"], {})[budget_key(r["budget"])] = {
+                k: {"accuracy": round(sum(v) / len(v), 5), "n": len(v)} for k, v in sorted(groups.items())}
+    return out
+
+
+def kind_markdown(kinds: dict, target: float) -> list[str]:
+    """MCQ accuracy % per question kind at the target budget (Full and the policy at their one point)."""
+    names = sorted({k for m in kinds.values() for b in m.values() for k in b})
+    if not names:
+        return []
+    lines = ["", f"## MCQ accuracy per question kind at r = {target:g}", "",
+             "| method | " + " | ".join(f"{k} (n)" for k in names) + " |", "|" + "---|" * (len(names) + 1)]
+    for method, budgets in kinds.items():
+        cell = budgets.get(budget_key(target)) or budgets.get("r100" if method == "full" else "policy")
+        if cell:
+            lines.append(f"| {label(method)} | " + " | ".join(
+                f"{_pct(cell[k]['accuracy'])} ({cell[k]['n']})" if k in cell else "" for k in names) + " |")
+    return lines
 
 
 def per_sample(rows: Sequence[dict]) -> dict:
@@ -159,7 +191,7 @@ def split_section(split: str, rows: Sequence[dict], budgets: Sequence[float], co
 
 
 def markdown(rows: Sequence[dict], check: dict, budgets: Sequence[float], notes: Sequence[str] = (),
-             comparisons: dict | None = None) -> str:
+             comparisons: dict | None = None, kinds: dict | None = None) -> str:
     lines = ["# Budget sweep", "", "MCQ accuracy % (measured retention %) per retention budget r. Full and the",
              "unconstrained policy have one operating point each.", "", *accuracy_table(rows, budgets)]
     lines += ["", "† realised retention above r: grid rounding, whole frames, or the one-token floor.", "",
@@ -173,6 +205,8 @@ def markdown(rows: Sequence[dict], check: dict, budgets: Sequence[float], notes:
                      f"{_pct(r['r@0.7'])} | {_pct(r['retention'])} | {r['tokens']:.1f} |")
     lines += ["", "## Checks", "", "| check | value |", "|---|---|"]
     lines += [f"| {k} | {round(v, 4) if isinstance(v, float) else v} |" for k, v in check.items()]
+    if kinds:
+        lines += kind_markdown(kinds, check["target_budget"])
     if comparisons:
         lines += paired_markdown(comparisons)
     if notes:

@@ -14,7 +14,14 @@ from resadapt.allocator.model import Allocator
 from resadapt.backbone.interface import Item, Query
 from resadapt.capo.train import deterministic_scales
 from resadapt.data.sample import Video
-from resadapt.evaluate.budget import fixed_scales, full_tokens, match_budgets, random_keep, uniform_scale
+from resadapt.evaluate.budget import (
+    fixed_scales,
+    full_tokens,
+    match_budgets,
+    match_split_budget,
+    random_keep,
+    uniform_scale,
+)
 from resadapt.evaluate.metrics import summarise
 from resadapt.evaluate.oracle import MARGINS, oracle_scales
 from resadapt.evaluate.taskres import TaskRes
@@ -165,6 +172,12 @@ def sweep(backbone, allocator: Allocator, sets: dict[int, EvalSet], budgets: Seq
             run(method, r, [Item(v.frames, oracle_scales(v.meta, len(v.frames), frame_size(v), backbone.grid,
                                                          r * b, s_min, MARGINS[method]).tolist(), q, key=v.key)
                             for v, q, b in zip(base.videos, queries, base_tokens, strict=True)], base.videos)
+        elif method == "resadapt_split":
+            policy = resadapt_scales(allocator, base, backbone, None, base_tokens)
+            scales = match_split_budget(policy, [frame_size(v) for v in base.videos], backbone.grid,
+                                        r * sum(base_tokens), allocator.config.s_min)
+            run(method, r, [Item(v.frames, s.tolist(), q, key=v.key)
+                            for v, s, q in zip(base.videos, scales, queries, strict=True)], base.videos)
         elif method == "resadapt_nosim":
             if nosim is None:
                 raise ValueError("method resadapt_nosim needs the ablation Allocator (stage train_nosim)")

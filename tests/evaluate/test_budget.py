@@ -7,7 +7,15 @@ import pytest
 import torch
 
 from resadapt.backbone.resize import QWEN2_5_VL, QWEN3_VL, GridSpec, plan_resize
-from resadapt.evaluate.budget import fixed_scales, full_tokens, match_budget, match_budgets, random_keep, uniform_scale
+from resadapt.evaluate.budget import (
+    fixed_scales,
+    full_tokens,
+    match_budget,
+    match_budgets,
+    match_split_budget,
+    random_keep,
+    uniform_scale,
+)
 
 BUILTIN = GridSpec(factor=28, temporal_patch=1, min_pixels=28 * 28)
 SIZE = (224, 224)
@@ -97,3 +105,29 @@ def test_clips_searched_side_by_side_get_exactly_what_each_gets_alone(grid, fill
             assert torch.equal(got, match_budget(row, size, grid, budget, 0.1, fill=fill))
             assert plan_resize(size, got.tolist(), grid).total_tokens <= max(budget, plan_resize(
                 size, [0.1] * n_frames, grid).total_tokens)
+
+
+@pytest.mark.parametrize("r", [0.05, 0.15, 0.5])
+def test_a_split_budget_is_met_on_average_with_one_factor_so_clips_keep_their_policys_shares(r):
+    gen = torch.Generator().manual_seed(5)
+    scales = [torch.rand(16, generator=gen) * 0.6 + 0.1 for _ in range(5)] + [torch.rand(7, generator=gen) + 0.1]
+    sizes = [SIZE] * 5 + [(360, 640)]
+    scales[2][:4] = 1.0  # one clip asks for far more than the others
+    budget = r * sum(full_tokens(size, len(s), QWEN2_5_VL) for s, size in zip(scales, sizes, strict=True))
+    out = match_split_budget(scales, sizes, QWEN2_5_VL, budget, 0.1)
+    spent = [plan_resize(size, s.tolist(), QWEN2_5_VL).total_tokens for s, size in zip(out, sizes, strict=True)]
+    assert sum(spent) <= budget
+    per_clip = [t / full_tokens(size, len(s), QWEN2_5_VL) for t, s, size in zip(spent, out, sizes, strict=True)]
+    assert per_clip[2] == max(per_clip)  # the clip that asks most gets most: not r each
+    ratios = {round(float(o[k] / s[k]), 4) for o, s in zip(out, scales, strict=True) for k in range(len(s))
+              if 0.1 + 1e-6 < float(o[k]) < 1.0 - 1e-6}
+    assert len(ratios) == 1  # one factor c for every frame it neither floors nor caps
+
+
+
+def test_a_split_budget_below_the_floor_floors_every_clip_and_an_ample_one_keeps_the_policy():
+    scales = [torch.full((4,), 0.5), torch.full((4,), 0.3)]
+    floored = match_split_budget(scales, [SIZE] * 2, BUILTIN, 0.0, 0.1)
+    assert all(torch.allclose(s, torch.full((4,), 0.1)) for s in floored)
+    ample = match_split_budget(scales, [SIZE] * 2, BUILTIN, 1e9, 0.1, s_max=1.0)
+    assert all(torch.allclose(s, torch.ones(4)) for s in ample)  # c at its top: every frame capped at s_max

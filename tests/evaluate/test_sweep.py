@@ -55,7 +55,7 @@ def result():
     sets = {1: EvalSet(one, features(one)), 2: EvalSet(two, features(two))}
     taskres = calibrate(backbone, one, scales=(0.25, 1.0), n=4)
     methods = ["full", "fixed_scale", "random_drop", "taskres", "relevance_topk", "relevance_topk_drop", "resadapt",
-               "resadapt_policy", "resadapt_x2", "relevance_topk_drop_x2"]
+               "resadapt_policy", "resadapt_split", "resadapt_x2", "relevance_topk_drop_x2"]
     return sweep(backbone, allocator, sets, [0.25, 0.5, 1.0], methods, taskres, progress=False)
 
 
@@ -64,12 +64,13 @@ def row(rows, method, budget):
 
 
 def test_every_method_reports_what_it_spent(result):
-    assert len(result) == 2 + 8 * 3  # full and the policy once, the rest at each budget
+    assert len(result) == 2 + 9 * 3  # full and the policy once, the rest at each budget
     assert row(result, "full", 1.0)["retention"] == 1.0
     for r in (0.25, 0.5, 1.0):
         assert row(result, "random_drop", r)["retention"] == max(1, round(r * T)) / T
         assert row(result, "resadapt", r)["retention"] <= r + 1e-9
         assert row(result, "resadapt_x2", r)["retention"] <= r + 1e-9  # against the 1x clip's tokens
+        assert row(result, "resadapt_split", r)["retention"] <= r + 1e-9  # on average (equal clips here)
         assert row(result, "relevance_topk", r)["retention"] <= r + 1e-9  # floored frames' tokens count
         assert row(result, "relevance_topk_drop", r)["retention"] <= r + 1e-9
         assert row(result, "relevance_topk_drop_x2", r)["retention"] <= r + 1e-9  # 8 frames on the 4-frame budget
@@ -90,7 +91,8 @@ def test_outputs_hold_every_row_and_the_checks(result):
     assert {"resadapt_minus_fixed", "beats_fixed", "resadapt_minus_full", "x2_minus_x1"} <= set(check)
     comparisons = paired(result, 0.25)
     assert {"resadapt_vs_relevance_topk", "resadapt_vs_relevance_topk_drop", "resadapt_vs_fixed_scale",
-            "resadapt_x2_vs_resadapt", "resadapt_x2_vs_relevance_topk_drop_x2"} == set(comparisons)
+            "resadapt_x2_vs_resadapt", "resadapt_x2_vs_relevance_topk_drop_x2", "resadapt_split_vs_relevance_topk",
+            "resadapt_split_vs_relevance_topk_drop", "resadapt_split_vs_resadapt"} == set(comparisons)
     assert all(set(c) == {"r025", "r050", "r100", "summary"} for c in comparisons.values())
     metrics = metrics_json(result, check, comparisons)
     assert metrics["fixed_scale"]["r025"]["retention"] == pytest.approx(row(result, "fixed_scale", 0.25)["retention"],
