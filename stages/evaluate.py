@@ -2,10 +2,11 @@
 
 Methods: Full, FixedScale, RandomDrop, TaskRes (fitted on ``evaluate.calibration_split``), relevance top-k (the
 features' frame–query similarity keeps the top chunks at scale 1, flooring or dropping the rest), ResAdapt (the trained
-Allocator rescaled to each budget), its unconstrained policy, ResAdapt without the similarity signal (the ablation
-Allocator of ``train_nosim``, rescaled the same way), and ResAdapt on 2x / 4x the frames at the same budget
-(the eval videos decoded again at that frame count, exactly as the shard stage decodes), and two label oracles
-(ceilings read off the generator's labels, on videos that carry them). Every method is measured
+Allocator rescaled to each budget), its unconstrained policy, ResAdapt with the budget met over the split rather
+than per clip, ResAdapt without the similarity signal (the ablation Allocator of ``train_nosim``, rescaled the same
+way), ResAdapt on 2x / 4x the frames at the same budget (the eval videos decoded again at that frame count, exactly
+as the shard stage decodes), and two label oracles (ceilings read off the generator's labels, on videos that carry
+them). Every method is measured
 again on each of ``evaluate.test_splits`` (other nuisance settings, never tuned on), and ResAdapt at 1x and 2x/4x
 frames on each of ``evaluate.long_splits`` (long videos whose needed frames are brief). The backbone comes from the
 one factory: the built-in model or the pinned Qwen checkpoint, updated by ResAdapt-RL when ``train`` updated it.

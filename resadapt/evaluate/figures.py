@@ -40,7 +40,8 @@ def pareto_png(rows: Sequence[dict], path: str | Path, metric: str = "accuracy")
         pts = sorted((r["retention"], r[metric]) for r in rows if r["method"] == method and r[metric] is not None)
         xs, ys = zip(*pts, strict=True)
         line = ("--" if method.startswith("oracle") else "-") if len(pts) > 1 else "none"
-        ax.plot(xs, ys, marker="o", linestyle=line, color=colours[2 * i % 20 + 2 * i // 20 % 2], label=label(method))
+        shade = (2 * i) % 20 + (2 * i // 20) % 2  # tab20's dark shades for the first 10 methods, then the light
+        ax.plot(xs, ys, marker="o", linestyle=line, color=colours[shade], label=label(method))
     ax.set_xscale("log")
     ax.set_xlabel("measured retention (visual tokens / 1x clip at full resolution)")
     ax.set_ylabel(metric)
