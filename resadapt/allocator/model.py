@@ -7,8 +7,10 @@ features in, one Beta(α_t, β_t) per frame out, with the scale s_t = s_min + (s
     e_t      = LN(h_t + MLP(LN[(r_t + 1)/2, novelty_t, detail_t, match_t]))
     m_t      = σ(b + a_t − mean a),  κ_t = softplus(·) + 4 ≥ feasibility floor,  α = m·κ,  β = (1 − m)·κ
 
-match_t = (cos(f_t, q) + 1)/2 is the frozen encoder's own frame–query similarity when it embeds both in one space
-(CLIP/SigLIP-style; the built-in encoder's border-colour and asked-colour distributions); 1/2 without one.
+match_t = (max_k cos(f_t, q_k) + 1)/2 is the frozen encoder's own frame–query similarity when it embeds both in one
+space (CLIP/SigLIP-style; the built-in encoder's border-colour and asked-colour distributions), over the query's K
+views q_k (K = 1: one pooled embedding; the contrastive encoder: each word of the query alone, a late-interaction
+match as FILIP's, so a question naming three frames matches each of them); 1/2 without one.
 The budget b (clip level) and zero-sum allocation a_t start at 0 weight, so every frame starts at Beta with mean
 scale ``init_scale`` and concentration ``init_concentration``.
 """
@@ -39,6 +41,14 @@ class AllocatorConfig(PretrainedConfig):
         self.init_scale, self.init_concentration = init_scale, init_concentration
         self.aligned_dim = aligned_dim  # width of the encoder's shared frame/query embedding (0: none)
         self.kappa_floor = kappa_floor  # clamp: κ = max(softplus + 4, floor) (spec); offset: softplus + max(4, floor)
+
+
+def frame_query_match(frame_embed: torch.Tensor, query_embed: torch.Tensor) -> torch.Tensor:
+    """match [..., T] = (max_k cos(f_t, q_k) + 1) / 2 for frame_embed [..., T, E] and the query's views query_embed
+    [..., K, E] ([..., E]: one view). A view repeated changes nothing, which is how shorter queries are padded."""
+    views = query_embed.float() if query_embed.dim() == frame_embed.dim() else query_embed.float()[..., None, :]
+    cos = F.normalize(frame_embed.float(), dim=-1) @ F.normalize(views, dim=-1).transpose(-1, -2)  # [..., T, K]
+    return (cos.amax(-1) + 1) / 2
 
 
 def sinusoid(n: int, d: int) -> torch.Tensor:
@@ -94,7 +104,8 @@ class Allocator(PreTrainedModel):
     def forward(self, patches: torch.Tensor, frame_mask: torch.Tensor, text: torch.Tensor, text_mask: torch.Tensor,
                 frame_embed: torch.Tensor | None = None, query_embed: torch.Tensor | None = None) -> dict:
         """patches [B, T, L, patch_dim], frame_mask [B, T], text [B, N, text_dim], text_mask [B, N] (bool);
-        with ``aligned_dim``: frame_embed [B, T, E] and query_embed [B, E] in the encoder's shared space."""
+        with ``aligned_dim``: frame_embed [B, T, E] and query_embed [B, K, E] (or [B, E]) in the encoder's shared
+        space."""
         d = self.config.width
         p = self.proj_patch(patches)  # [B, T, L, D]
         x = self.proj_text(text)  # [B, N, D]
@@ -120,7 +131,7 @@ class Allocator(PreTrainedModel):
         others = (frame_mask.sum(-1, keepdim=True) - 1).clamp_min(1)
         novelty = 1 - ((pair.sum(-1) - (hn * hn).sum(-1) * frame_mask) / others).clamp(0, 1)
         if self.config.aligned_dim:
-            match = (F.cosine_similarity(frame_embed, query_embed[:, None], dim=-1) + 1) / 2
+            match = frame_query_match(frame_embed, query_embed)
         else:
             match = torch.full_like(relevance, 0.5)
         e = self.state_norm(h + self.signals(torch.stack([relevance, novelty, detail, match], -1)))

@@ -2,7 +2,9 @@
 
 The frozen encoder embeds frames and query in one space; the Allocator receives their match as an input,
 
-    match_t = (cos(f_t, q) + 1) / 2                         f_t = frame_embed[t] [E], q = query_embed [E]
+    match_t = (max_k cos(f_t, q_k) + 1) / 2               f_t = frame_embed[t] [E], q_k = query_embed[k] [E]
+
+(q_k: the query's views, resadapt.allocator.model.frame_query_match)
 
 Top-k ranks the backbone's temporal chunks (``grid.temporal_patch`` frames, which share one size) by their mean
 match_t and, for a budget B = r · tokens(1× clip at scale 1):
@@ -24,18 +26,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
+from resadapt.allocator.model import frame_query_match as allocator_match
 from resadapt.backbone.resize import GridSpec, chunk_ranges, target_size, tokens_of
 
 
 def frame_query_match(frame_embed: torch.Tensor, query_embed: torch.Tensor) -> torch.Tensor:
-    """match [..., T] = (cos(frame_embed [..., T, E], query_embed [..., E]) + 1) / 2: the Allocator's input."""
+    """match [..., T], the Allocator's input (``resadapt.allocator.model.frame_query_match``), for features with a
+    shared frame/query space."""
     if frame_embed.shape[-1] == 0:
         raise ValueError("relevance top-k needs an encoder with a shared frame/query space (features.encoder "
                          "contrastive, builtin or hf); these features have frame_embed width 0: drop relevance_topk* "
                          "from evaluate.methods")
-    return (F.cosine_similarity(frame_embed.float(), query_embed.float()[..., None, :], dim=-1) + 1) / 2
+    return allocator_match(frame_embed, query_embed)
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,9 @@ captions c (one phrasing each, drawn per step) give logits z_tc = exp(s) · f_t�
 
 (a video's frames have distinct colours on the built-in set, so Y is the identity). The captions name the border
 colour only (resadapt.features.captions): the encoder never reads a question, an answer or which frame is asked
-about. At feature time its text tower reads the question, so f_t·q is its zero-shot frame–query match.
+about. At feature time its text tower reads the question, and the query's views are each of its caption words alone: the
+zero-shot frame–query match is then max_n f_t·q_n (late interaction, as FILIP's), so a question naming two or three
+border colours matches each of those frames, where one pooled q would blend them.
 """
 
 from __future__ import annotations
@@ -86,6 +88,20 @@ class DualEncoder(nn.Module):
         pooled = (weight.softmax(-1)[..., None] * w * known[..., None]).sum(1)  # [n, D]
         return [w[k, : len(i)] for k, i in enumerate(ids)], F.normalize(self.text_proj(pooled), dim=-1)
 
+    def word_views(self, texts: list[str]) -> list[torch.Tensor]:
+        """Per text its views [K_i, E]: each distinct word it shares with the captions, embedded alone as a one-word
+        text, q_n = normalise(W_q w_n); a text without such a word: its pooled embedding (K_i = 1)."""
+        views = []
+        _, pooled = self.texts(texts)
+        for k, text in enumerate(texts):
+            ids = [i for i in dict.fromkeys(self.vocabulary.ids(text)) if i < len(self.vocabulary.words)]
+            if not ids:
+                views.append(pooled[k : k + 1])
+                continue
+            w = self.word(torch.tensor(ids, dtype=torch.long, device=self.word.weight.device))  # [K, D]
+            views.append(F.normalize(self.text_proj(w), dim=-1))
+        return views
+
 
 def info_nce(image: torch.Tensor, text: torch.Tensor, same: torch.Tensor, logit_scale: torch.Tensor) -> torch.Tensor:
     """Symmetric InfoNCE per video: image, text [G, T, E] (unit norm), same [G, T, T] bool (frame t's colour is
@@ -156,7 +172,7 @@ def load_dual_encoder(path: str | Path) -> DualEncoder:
 
 class ContrastiveEncoder(Encoder):
     """The pretrained dual encoder, frozen: its image tower's patch tokens and its text tower's words of the question,
-    and both towers' embeddings in their shared space."""
+    the frames' embeddings and the question's word views (``DualEncoder.word_views``) in their shared space."""
 
     def __init__(self, model: DualEncoder, side: int, device: str = "cpu", batch_size: int = 64):
         if side != model.config.side:
@@ -175,6 +191,6 @@ class ContrastiveEncoder(Encoder):
         return tokens.cpu(), embed.cpu()
 
     @torch.no_grad()
-    def texts(self, texts: list[str]) -> tuple[list[torch.Tensor], torch.Tensor]:
-        words, embed = self.model.texts(texts)
-        return [w.cpu() for w in words], embed.cpu()
+    def texts(self, texts: list[str]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        words, _ = self.model.texts(texts)
+        return [w.cpu() for w in words], [v.cpu() for v in self.model.word_views(texts)]

@@ -4,7 +4,9 @@ Each runs on its ``device`` and returns CPU float32:
 
 - ``frames(small)``: uint8 [n, side, side, 3] (frames already downscaled to ``features.side``) → patch tokens
   [n, L, Dp] and shared-space embeddings [n, E];
-- ``texts(texts)``: n query texts → per text its token features [Nw_i, Dx], and shared-space embeddings [n, E];
+- ``texts(texts)``: n query texts → per text its token features [Nw_i, Dx], and shared-space embeddings [n, E]
+  (one per query), or per query its K_i views [K_i, E] (the match takes the best view:
+  ``resadapt.allocator.model.frame_query_match``);
 - ``query_text(query)``: the text an encoder reads for a shard sample's query.
 
 E = 0 where the encoder has no shared frame/query space (the Allocator then has no similarity signal).

@@ -26,7 +26,7 @@ Row = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
 def encode_rows(encoder: Encoder, clips: Sequence[torch.Tensor], texts: Sequence[str], *,
                 texture: bool) -> list[Row]:
     """uint8 clips [T_i, H_i, W_i, 3] and their query texts → per sample (patch tokens [T_i, L, Dp],
-    frame embeddings [T_i, E], text features [Nw_i, Dx], query embedding [E]); with ``texture``, Dp is the
+    frame embeddings [T_i, E], text features [Nw_i, Dx], query embedding [E] or views [K_i, E]); with ``texture``, Dp is the
     encoder's width + ``resadapt.features.texture.DIM``."""
     side, size = encoder.side, encoder.batch_size
     small = torch.cat([resize_frames(c, (side, side)) for c in clips])  # [ΣT, side, side, 3]
@@ -40,9 +40,9 @@ def encode_rows(encoder: Encoder, clips: Sequence[torch.Tensor], texts: Sequence
     for i in range(0, len(texts), size):
         w, q = encoder.texts(list(texts[i : i + size]))
         words += w
-        query_embed.append(q)
+        query_embed += list(q)
     lengths = [len(c) for c in clips]
-    return list(zip(tokens.split(lengths), frame_embed.split(lengths), words, torch.cat(query_embed), strict=True))
+    return list(zip(tokens.split(lengths), frame_embed.split(lengths), words, query_embed, strict=True))
 
 
 def _pad(rows: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -54,13 +54,22 @@ def _pad(rows: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
     return out, mask
 
 
+def _views(rows: list[torch.Tensor]) -> torch.Tensor:
+    """Per-sample query embeddings [E] → [N, E]; views [K_i, E] → [N, K, E], a shorter query padded with copies of its
+    first view (the match is a max over views, which a copy leaves unchanged)."""
+    if rows[0].dim() == 1:
+        return torch.stack(rows)
+    k = max(len(r) for r in rows)
+    return torch.stack([torch.cat([r, r[:1].expand(k - len(r), -1)]) for r in rows])
+
+
 def assemble(keys: list[str], rows: list[Row]) -> Features:
     """Per-sample rows → one padded, masked in-memory ``Features``."""
     patches, frame_embeds, texts, query_embeds = zip(*rows, strict=True)
     frame_feats, frame_mask = _pad(list(patches))
     text, text_mask = _pad(list(texts))
     return Features(keys, frame_feats, frame_mask, text, text_mask, _pad(list(frame_embeds))[0],
-                    torch.stack(query_embeds))
+                    _views(list(query_embeds)))
 
 
 def encode(encoder: Encoder, clips: Sequence[torch.Tensor], queries: Sequence[str | Query],

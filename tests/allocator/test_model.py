@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from resadapt.allocator.model import Allocator, AllocatorConfig, beta_log_prob, sample_u
+from resadapt.allocator.model import Allocator, AllocatorConfig, beta_log_prob, frame_query_match, sample_u
 
 
 def inputs(b=3, t=6, n=5, seed=0):
@@ -67,6 +67,18 @@ def test_the_encoders_frame_query_match_is_a_signal_the_policy_can_use():
     frame_embed[:, 2] = frame_embed[:, 3]
     b = model(patches, frame_mask, text, text_mask, frame_embed, query_embed)
     assert not torch.allclose(a["mean"][:, 2], b["mean"][:, 2])
+
+
+def test_the_match_takes_the_best_of_the_querys_views_and_a_repeated_view_changes_nothing():
+    frame_embed = torch.eye(4)[None].expand(2, -1, -1) * 3  # [B, T, E]: frame t shows colour t
+    one = torch.tensor([[0.0, 1.0, 0.0, 0.0], [0.0, 0.0, 0.0, 2.0]])  # [B, E]
+    assert torch.allclose(frame_query_match(frame_embed, one), frame_query_match(frame_embed, one[:, None]))
+    assert frame_query_match(frame_embed, one)[0].tolist() == [0.5, 1.0, 0.5, 0.5]
+    views = torch.stack([torch.eye(4)[[1, 3]], torch.eye(4)[[0, 0]]])  # [B, K, E]: two named frames; one, repeated
+    match = frame_query_match(frame_embed, views)
+    assert match[0].tolist() == [0.5, 1.0, 0.5, 1.0] and match[1].tolist() == [1.0, 0.5, 0.5, 0.5]
+    blended = frame_query_match(frame_embed, views[0].sum(0)[None])[0]  # one pooled vector: both at cos 1/√2
+    assert torch.allclose(blended[[1, 3]], torch.full((2,), (2 ** -0.5 + 1) / 2))
 
 
 def test_a_query_without_text_stays_finite():

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from resadapt.allocator.model import Allocator, AllocatorConfig
+from resadapt.allocator.model import Allocator, AllocatorConfig, frame_query_match
 from resadapt.backbone.interface import Query
 from resadapt.config import ContrastiveParams
 from resadapt.data.shards import iter_split, sampled_labels
@@ -69,9 +69,24 @@ def test_zero_shot_it_finds_the_queried_frame_from_the_question_and_stays_frozen
     metas = [m for _, _, m in iter_split(str(synth["plain"]), "val")]
     assert features.patches.shape == (8, N_FRAMES, 4, 32) and features.frame_embed.shape == (8, N_FRAMES, 16)
     assert not features.patches.requires_grad and not features.query_embed.requires_grad
-    hits = [int((features.frame_embed[i] @ features.query_embed[i]).argmax()) == sampled_labels(m)[1]
-            for i, m in enumerate(metas)]
+    match = frame_query_match(features.frame_embed, features.query_embed)  # [N, T]
+    hits = [int(match[i].argmax()) == sampled_labels(m)[1] for i, m in enumerate(metas)]
     assert np.mean(hits) >= 0.75  # chance: 1/8
+
+    # a question naming two frames: each of its caption words is a view, so both frames match (the pooled
+    # embedding blends the two colours); chance of the pair being the top two: 1/28
+    videos = [(torch.as_tensor(f), [label["colour"] for label in sampled_labels(m)[0]])
+              for _, f, m in iter_split(str(synth["plain"]), "val")]
+    questions = [f"Do the frames with the {c[1]} and the {c[5]} border show the same stripe orientation?"
+                 for _, c in videos]
+    two = encode(encoder, [f for f, _ in videos], questions, texture=False)
+    assert two.query_embed.shape[:2] == (8, len(set(words(questions[0])) & set(encoder.model.vocabulary.words)))
+    both = [set(frame_query_match(two.frame_embed[i], two.query_embed[i]).topk(2).indices.tolist()) == {1, 5}
+            for i in range(8)]
+    _, pooled = encoder.model.texts(questions)
+    blended = [set(frame_query_match(two.frame_embed[i], pooled[i]).topk(2).indices.tolist()) == {1, 5}
+               for i in range(8)]
+    assert np.mean(both) >= 0.75 and np.mean(both) >= np.mean(blended)
     # the question's words are the text features; the ones it never saw in a caption still get their own vectors
     first = Query.from_meta(metas[0])
     assert features.text_mask[0].sum() == len(words(first.question))

@@ -58,7 +58,8 @@ def test_the_default_stage_pretrains_the_contrastive_encoder_and_refuses_shards_
     assert config["params"]["steps"] == 4 and config["frames"] == 24 * 8 and "red" in config["vocab"]
     assert len(json.loads((out / "encoder/train_log.json").read_text())) == 2  # steps 0 and 3
     with safe_open(str(out / "val.safetensors"), framework="pt") as f:
-        assert f.get_slice("frame_embed").get_shape() == [8, 8, 8] and f.get_slice("query_embed").get_shape() == [8, 8]
+        shape = f.get_slice("query_embed").get_shape()  # [N, K, E]: each question's caption words as its views
+        assert f.get_slice("frame_embed").get_shape() == [8, 8, 8] and shape[::2] == [8, 8] and shape[1] >= 2
     before = {p.name: p.read_bytes() for p in out.rglob("*") if p.is_file()}
     again = run_features(tmp_path, params)  # the same bytes again (the encoder's log holds no times): DVC reruns
     assert again.returncode == 0, again.stderr  # nothing downstream of an unchanged output
