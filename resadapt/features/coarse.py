@@ -1,10 +1,10 @@
 """Coarse features per shard sample (the Allocator's inputs), and how a split of them is stored and read.
 
 Stored per split as ``<split>.safetensors`` (patches [N, T, L, Dp], frame_mask [N, T], text [N, Nw, Dx],
-text_mask [N, Nw], frame_embed [N, T, E], query_embed [N, E] or [N, K, E] (K views of each query); features in ``features.dtype``, masks bool) plus
-``<split>.json`` (the shard keys, in order). E = 0 for an encoder without a shared frame/query space.
-``load_features`` reads lazily: ``select`` fetches only the requested rows from the file (a real split at the
-reference's 64 tokens × 576 per frame is tens of GB, more than RAM).
+text_mask [N, Nw], frame_embed [N, T, E], query_embed [N, E] or [N, K, E] (K views of each query); features in
+``features.dtype``, masks bool) plus ``<split>.json`` (the shard keys, in order). E = 0 for an encoder without a
+shared frame/query space. ``load_features`` reads lazily: ``select`` fetches only the requested rows from the file
+(a real split at the reference's 64 tokens × 576 per frame is tens of GB, more than RAM).
 """
 
 from __future__ import annotations

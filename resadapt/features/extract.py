@@ -26,8 +26,8 @@ Row = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
 def encode_rows(encoder: Encoder, clips: Sequence[torch.Tensor], texts: Sequence[str], *,
                 texture: bool) -> list[Row]:
     """uint8 clips [T_i, H_i, W_i, 3] and their query texts → per sample (patch tokens [T_i, L, Dp],
-    frame embeddings [T_i, E], text features [Nw_i, Dx], query embedding [E] or views [K_i, E]); with ``texture``, Dp is the
-    encoder's width + ``resadapt.features.texture.DIM``."""
+    frame embeddings [T_i, E], text features [Nw_i, Dx], query embedding [E] or views [K_i, E]); with ``texture``,
+    Dp is the encoder's width + ``resadapt.features.texture.DIM``."""
     side, size = encoder.side, encoder.batch_size
     small = torch.cat([resize_frames(c, (side, side)) for c in clips])  # [ΣT, side, side, 3]
     batches = range(0, len(small), size)
@@ -55,8 +55,8 @@ def _pad(rows: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _views(rows: list[torch.Tensor]) -> torch.Tensor:
-    """Per-sample query embeddings [E] → [N, E]; views [K_i, E] → [N, K, E], a shorter query padded with copies of its
-    first view (the match is a max over views, which a copy leaves unchanged)."""
+    """Per-sample query embeddings [E] → [N, E]; views [K_i, E] → [N, K, E], a shorter query padded with copies of
+    its first view (the match is a max over views, which a copy leaves unchanged)."""
     if rows[0].dim() == 1:
         return torch.stack(rows)
     k = max(len(r) for r in rows)
