@@ -6,12 +6,10 @@ Allocator rescaled to each budget), its unconstrained policy, ResAdapt with the 
 than per clip, ResAdapt without the similarity signal (the ablation Allocator of ``train_nosim``, rescaled the same
 way), ResAdapt on 2x / 4x the frames at the same budget (the eval videos decoded again at that frame count, exactly
 as the shard stage decodes), and two label oracles (ceilings read off the generator's labels, on videos that carry
-them). Every method is measured
-again on each of ``evaluate.test_splits`` (other nuisance settings, never tuned on), and ResAdapt at 1x and 2x/4x
-frames on each of ``evaluate.long_splits`` (long videos whose needed frames are brief). The backbone comes from the
-one factory: the built-in model or the pinned Qwen checkpoint, updated by ResAdapt-RL when ``train`` updated it.
-Writes, under
-``evaluate.out_dir``: metrics.json (DVC metrics, the paired comparisons and MCQ accuracy per question kind),
+them). Every method is measured again on each of ``evaluate.test_splits`` (other nuisance settings, never tuned on),
+and ResAdapt at 1x and 2x/4x frames on each of ``evaluate.long_splits`` (long videos whose needed frames are brief).
+The backbone comes from the one factory: the built-in model or the pinned Qwen checkpoint, updated by ResAdapt-RL
+when ``train`` updated it. Writes, under ``evaluate.out_dir``: metrics.json (DVC metrics, the paired comparisons and MCQ accuracy per question kind),
 per_sample.json (every row's per-sample scores), pareto.json (DVC plot data), pareto.png, heatmaps.png, report.md.
 """
 

@@ -92,11 +92,10 @@ class DualEncoder(nn.Module):
         """Per text its views [K_i, E]: each distinct word it shares with the captions, embedded alone as a one-word
         text, q_n = normalise(W_q w_n); a text without such a word: its pooled embedding (K_i = 1)."""
         views = []
-        _, pooled = self.texts(texts)
-        for k, text in enumerate(texts):
+        for text in texts:
             ids = [i for i in dict.fromkeys(self.vocabulary.ids(text)) if i < len(self.vocabulary.words)]
             if not ids:
-                views.append(pooled[k : k + 1])
+                views.append(self.texts([text])[1])
                 continue
             w = self.word(torch.tensor(ids, dtype=torch.long, device=self.word.weight.device))  # [K, D]
             views.append(F.normalize(self.text_proj(w), dim=-1))
